@@ -1,0 +1,114 @@
+"""The one configuration of HyperFace, read by data_prep, the nets' generator scripts, pipeline and
+benchmarks. Defaults follow the paper; `config/hyperface.yaml` (or a user's YAML with the same keys)
+overrides them. The objects are frozen: a stage that needs other values loads another file instead
+of mutating a global.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "hyperface.yaml"
+
+
+@dataclass(frozen=True)
+class IoUThresholds:
+    detection_positive: float = 0.5   # IoU > this: face (Section 3.2)
+    detection_negative: float = 0.35  # IoU < this: non-face; in between the region is dropped
+    landmarks_min: float = 0.35       # landmarks + visibility labelled above this IoU
+    pose_gender_min: float = 0.5      # pose + gender labelled above this IoU
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """lambda_t of equation 6."""
+    detection: float = 1.0
+    landmarks: float = 5.0
+    visibility: float = 0.5
+    pose: float = 5.0
+    gender: float = 2.0
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    size: int = 227                                  # AlexNet input side (Section 3.1)
+    mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)  # ImageNet BGR means, as Caffe's AlexNet
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How data_prep turns proposals into region samples (Section 3.2)."""
+    negatives_per_positive: float = 3.0  # the paper leaves the ratio open; 1:3 as in R-CNN minibatches
+    max_positives_per_face: int = 8      # jittered + proposal positives kept per face
+    max_negatives_per_image: int = 24
+    jitter_per_face: int = 6             # jittered copies of each ground-truth box
+    jitter_scale: float = 0.15           # std of the jitter, relative to box size
+    flip: bool = True                    # horizontal flip augmentation
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SelectiveSearchConfig:
+    mode: str = "fast"           # "fast" (~2000 boxes) or "quality" (~10000), OpenCV ximgproc
+    max_side: int = 500          # images are resized so the longer side is at most this before SS
+    min_box_side: int = 20       # proposals smaller than this (pixels, original image) are dropped
+    max_proposals: int = 2000
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """The test procedure of Section 3.3."""
+    detection_threshold: float = 0.5   # face probability to keep a region
+    visibility_threshold: float = 0.5  # a landmark with lower predicted visibility is invisible
+    irp_iterations: int = 1            # T of Algorithm 1
+    lnms_iou: float = 0.5              # NMS overlap in Landmark-based NMS (Algorithm 2)
+    lnms_top_k: int = 5                # k of Algorithm 2
+    nms_iou: float = 0.3               # plain NMS of the R-CNN Face baseline
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class HyperFaceConfig:
+    iou: IoUThresholds = field(default_factory=IoUThresholds)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    input: InputConfig = field(default_factory=InputConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    """Instantiate dataclass `cls` from a YAML mapping, rejecting unknown keys by name."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else known[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = type(default)(value)
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> HyperFaceConfig:
+    """Load the config (defaults overridden by `path`, or by config/hyperface.yaml when None)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    return _build(HyperFaceConfig, values, str(path))
