@@ -73,6 +73,20 @@ class TestConfig:
 
 
 @dataclass(frozen=True)
+class BenchmarkConfig:
+    """Evaluation protocols of Section 5 (benchmarks/)."""
+    eval_iou: float = 0.5                  # IoU > this: a detection matches a face (face-eval, FDDB discrete, landmark/pose matching)
+    face_eval_min_gt_side: float = 30.0    # face-eval: faces with width or height under this are "ignore"; detections under sqrt(0.5*s*s) dropped
+    face_eval_calibration_iters: int = 1   # face-eval box-style calibration rounds (reported separately)
+    fddb_fp_at: int = 1000                 # FDDB: report TPR at this many false positives
+    yaw_group_edges: tuple[float, float, float, float] = (0.0, 30.0, 60.0, 90.0)  # AFLW |yaw| groups (degrees)
+    aflw_subset_size: int = 450            # AFLW balanced subset, one third per yaw group
+    seed: int = 0                          # sampling of the AFLW subset
+    ced_max_landmarks: float = 0.15        # x range of landmark CED plots (normalised error)
+    ced_max_pose_deg: float = 30.0         # x range of pose CED plots (degrees)
+
+
+@dataclass(frozen=True)
 class HyperFaceConfig:
     iou: IoUThresholds = field(default_factory=IoUThresholds)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -80,6 +94,7 @@ class HyperFaceConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
 
 def _build(cls, values: dict[str, Any], where: str):
