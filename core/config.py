@@ -50,6 +50,8 @@ class SamplingConfig:
     jitter_scale: float = 0.15           # std of the jitter, relative to box size
     flip: bool = True                    # horizontal flip augmentation
     seed: int = 0
+    min_face_side: int = 20              # faces smaller than this (px) are "ignore" regions, never positives
+    aflw_test_images: int = 1000         # AFLW images held out for testing (Section 5)
 
 
 @dataclass(frozen=True)
