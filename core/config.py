@@ -32,6 +32,8 @@ class LossWeights:
     visibility: float = 0.5
     pose: float = 5.0
     gender: float = 2.0
+    bbox: float = 1.0         # R-CNN Face box regression (Section 4; not part of eq. 6)
+    landmarks68: float = 5.0  # iBUG-68 head of Section 5.2, weighted like the 21 landmarks
 
 
 @dataclass(frozen=True)
