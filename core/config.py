@@ -74,6 +74,9 @@ class TestConfig:
     lnms_top_k: int = 5                # k of Algorithm 2
     nms_iou: float = 0.3               # plain NMS of the R-CNN Face baseline
     batch_size: int = 32
+    ssd_threshold: float = 0.01        # Fast-HyperFace: SSD proposal score kept (no NMS after it)
+    ssd_max_proposals: int = 200       # Fast-HyperFace: at most this many SSD proposals per image
+    max_image_side: int = 4096         # larger images are downscaled for detection, results mapped back
 
 
 @dataclass(frozen=True)
