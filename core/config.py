@@ -62,6 +62,7 @@ class SelectiveSearchConfig:
     max_side: int = 500          # images are resized so the longer side is at most this before SS
     min_box_side: int = 20       # proposals smaller than this (pixels, original image) are dropped
     max_proposals: int = 2000
+    max_proposals_quality: int = 10000  # cap in "quality" mode (Section 3.3: ~10000 boxes)
 
 
 @dataclass(frozen=True)
