@@ -1,0 +1,82 @@
+"""Command line:
+  python -m benchmarks <dataset> --data DIR --model DIR --out DIR [--proposals fast|quality|ssd]
+                       [--post lnms|nms] [--irp N] [--config YAML]   run detection, then score
+  python -m benchmarks score <dataset> --data DIR --results DIR [--results DIR ...] [--label NAME ...] --out DIR
+  python -m benchmarks ablation --data AFW_DIR --model DIR --out DIR
+Datasets: afw pascal fddb aflw aflw2000 ibug celeba lfwa utkface.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.errors import BenchmarkDataError
+from core.config import load_config
+
+log = logging.getLogger("benchmarks")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from benchmarks.score import DATASETS
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=DATASETS + ("score", "ablation"))
+    p.add_argument("score_dataset", nargs="?", choices=DATASETS, help="with 'score': the dataset to score")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--model", help="model folder (for running detection)")
+    p.add_argument("--out", required=True, help="output folder (results, PNGs, report.md)")
+    p.add_argument("--results", action="append", default=[], help="with 'score': a results folder (repeat for several models)")
+    p.add_argument("--label", action="append", default=[], help="with 'score': a name for each --results")
+    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd"))
+    p.add_argument("--post", default="lnms", choices=("lnms", "nms"))
+    p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
+    p.add_argument("--config", default=None, help="config YAML (default config/hyperface.yaml)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BenchmarkDataError as err:
+        log.error("%s", err)
+        return 2
+
+
+def _run(args) -> int:
+    from benchmarks.score import load_ground_truth, score_runs
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    if args.dataset == "ablation":
+        from benchmarks.ablation import run_ablation
+
+        if not args.model:
+            raise BenchmarkDataError("--model", "ablation needs a model folder")
+        table = run_ablation(args.data, args.model, out, cfg)
+        for row, cols in table.items():
+            print(row, " ".join(f"{k}={100 * v:.2f}" for k, v in cols.items()))
+        return 0
+    if args.dataset == "score":
+        if not args.score_dataset or not args.results:
+            raise BenchmarkDataError("score", "usage: python -m benchmarks score <dataset> --data DIR --results DIR --out DIR")
+        labels = args.label + [Path(r).name for r in args.results[len(args.label):]]
+        metrics = score_runs(args.score_dataset, args.data, dict(zip(labels, args.results)), out, cfg)
+    else:
+        from benchmarks.run_detection import make_detector, run_detection
+
+        _, images = load_ground_truth(args.dataset, args.data, cfg)
+        if not args.model or not Path(args.model).is_dir():
+            raise BenchmarkDataError(args.model or "--model", "model folder not found (train one or pass --model DIR)")
+        irp = cfg.test.irp_iterations if args.irp is None else args.irp
+        rdir = out / "results"
+        run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp), rdir)
+        settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp}
+        metrics = score_runs(args.dataset, args.data, {Path(args.model).name: rdir}, out, cfg, settings)
+    for label, m in metrics.items():
+        print(label, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+    print(f"report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Pure metric functions over numpy arrays (no file I/O, no pipeline)."""

@@ -1,0 +1,128 @@
+"""Hand-computed cases for the benchmark metrics (pure numpy)."""
+import numpy as np
+import pytest
+
+from benchmarks.metrics.detection import (calibrate_boxes, face_eval_ap, iou_plus1, match_boxes,
+                                          min_detection_side, voc_ap)
+from benchmarks.metrics.fddb import ellipse_box_iou, fddb_roc, match_image, write_roc_files
+from benchmarks.metrics.gender import gender_accuracy
+from benchmarks.metrics.landmarks import (balanced_yaw_subset, ced, nme, nme_per_yaw_group, normaliser,
+                                          yaw_group)
+from core.config import load_config
+
+CFG = load_config().benchmark
+
+
+def test_iou_plus1_convention():
+    # 10x10 boxes (0..9) shifted by 5: inter 5*10 = 50, union 150
+    assert iou_plus1([[0, 0, 9, 9]], [[5, 0, 14, 9]])[0, 0] == pytest.approx(50 / 150)
+    assert iou_plus1([[0, 0, 9, 9]], [[20, 20, 29, 29]])[0, 0] == 0.0
+
+
+def test_voc_ap_envelope():
+    # recall 0.5 @ p1, then a FP, then recall 1.0 @ p 2/3: AP = 0.5*1 + 0.5*2/3
+    assert voc_ap(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(0.5 + 1 / 3)
+
+
+def test_face_eval_ap_ignore_and_duplicate():
+    assert min_detection_side(CFG.face_eval_min_gt_side) == 21
+    gts = {"a": np.array([[0, 0, 99, 99], [200, 200, 219, 219]]),    # second face is 19 px: ignore
+           "b": np.array([[0, 0, 59, 59]])}
+    dets = {
+        "a": (np.array([[0, 0, 99, 99],        # 0.9 TP
+                        [1, 1, 99, 99],        # 0.8 duplicate of the same face: FP
+                        [200, 200, 222, 222],  # 0.7 matches the ignore face: neither
+                        [300, 300, 310, 310]]),  # 0.95 too small (11 px): dropped
+              np.array([0.9, 0.8, 0.7, 0.95])),
+        "b": (np.array([[0, 0, 59, 59]]), np.array([0.6])),  # 0.6 TP
+    }
+    r = face_eval_ap(dets, gts, CFG.face_eval_min_gt_side, CFG.eval_iou)
+    assert r.n_positives == 2 and r.n_tp == 2 and r.n_fp == 1
+    np.testing.assert_allclose(r.recall, [0.5, 0.5, 1.0])
+    np.testing.assert_allclose(r.precision, [1.0, 0.5, 2 / 3])
+    assert r.ap == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_ground_truth_as_detections_gives_ap_one_and_calibration_identity():
+    gts = {"a": np.array([[10, 10, 89, 109], [200, 50, 259, 119]]), "b": np.array([[5, 5, 44, 54]])}
+    dets = {k: (v.astype(float), np.linspace(1, 0.5, len(v))) for k, v in gts.items()}
+    assert face_eval_ap(dets, gts, CFG.face_eval_min_gt_side, CFG.eval_iou).ap == pytest.approx(1.0)
+    cal, t = calibrate_boxes(dets, gts, CFG.face_eval_min_gt_side, CFG.eval_iou, 2)
+    np.testing.assert_allclose(t, [0, 0, 1, 1], atol=1e-12)
+    np.testing.assert_allclose(cal["a"][0], gts["a"], atol=1e-9)
+
+
+def test_calibration_recovers_a_scale():
+    gts = {"a": np.array([[0, 0, 100, 100]]), "b": np.array([[50, 50, 150, 150]])}
+    dets = {k: (np.array([[v[0, 0] + 5, v[0, 1] + 5, v[0, 2] - 5, v[0, 3] - 5]], float), np.ones(1)) for k, v in gts.items()}
+    _, t = calibrate_boxes(dets, gts, CFG.face_eval_min_gt_side, CFG.eval_iou, 1)
+    np.testing.assert_allclose(t, [0, 0, 100 / 90, 100 / 90])
+
+
+def test_match_boxes_one_to_one():
+    gt = np.array([[0, 0, 99, 99], [300, 300, 399, 399]])
+    det = np.array([[2, 2, 99, 99], [0, 0, 99, 99], [500, 500, 560, 560]])
+    np.testing.assert_array_equal(match_boxes(gt, det, CFG.eval_iou), [1, -1])
+
+
+def test_fddb_ellipse_box_iou_known_value():
+    # a circle of radius 20 vs its bounding square: area pi*400 / 1600 = pi/4 (raster ~ 0.785)
+    iou = ellipse_box_iou(np.array([[20, 20, 0.0, 50, 50]]), np.array([[30, 30, 71, 71]]))
+    assert iou[0, 0] == pytest.approx(np.pi / 4, abs=0.03)
+    # rotation by 90 degrees of an elongated ellipse swaps its axes
+    tall = ellipse_box_iou(np.array([[30, 10, np.pi / 2, 50, 50]]), np.array([[40, 20, 61, 81]]))[0, 0]
+    wide = ellipse_box_iou(np.array([[30, 10, 0.0, 50, 50]]), np.array([[40, 20, 61, 81]]))[0, 0]
+    assert tall > 0.7 and wide < 0.3
+
+
+def test_fddb_matching_and_roc():
+    assert sorted(match_image(np.array([[0.9, 0.8], [0.85, 0.1]]))) == pytest.approx([0.8, 0.85])  # max total weight
+    ious = [np.array([[0.9, 0.0, 0.3]]), np.array([[0.6], [0.0]])]
+    scores = [np.array([0.9, 0.8, 0.1]), np.array([0.5])]
+    roc = fddb_roc(ious, scores, CFG.eval_iou)
+    assert roc.n_faces == 3
+    np.testing.assert_allclose(roc.thresholds, [0.9, 0.8, 0.5, 0.1])
+    np.testing.assert_allclose(roc.fp, [0, 1, 1, 2])
+    np.testing.assert_allclose(roc.tpr_discrete, [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    np.testing.assert_allclose(roc.tpr_continuous, [0.3, 0.3, 0.5, 0.5])
+    assert roc.tpr_at(1) == pytest.approx(2 / 3) and roc.tpr_at(0) == pytest.approx(1 / 3)
+
+
+def test_fddb_roc_files(tmp_path):
+    roc = fddb_roc([np.array([[0.9]])], [np.array([0.7])], CFG.eval_iou)
+    d, c = write_roc_files(roc, tmp_path)
+    assert d.read_text() == "1.000000 0\n" and c.read_text() == "0.900000 0\n"
+
+
+def test_ced_small_array():
+    np.testing.assert_allclose(ced(np.array([0.01, 0.05, 0.1, np.nan]), np.array([0, 0.05, 0.2])), [0, 0.5, 0.75])
+
+
+def test_inter_pupil_normaliser_and_nme():
+    pts = np.zeros((1, 68, 2))
+    pts[0, 36:42] = [[0, 0], [2, 0], [0, 2], [2, 2], [1, 0], [1, 2]]      # mean (1, 1)
+    pts[0, 42:48] = pts[0, 36:42] + [10, 0]                                  # mean (11, 1)
+    assert normaliser("inter_pupil", pts)[0] == pytest.approx(10.0)
+    assert normaliser("box", pts, np.array([[0, 0, 40, 90]]))[0] == pytest.approx(60.0)
+    gt = np.array([[[0, 0], [10, 0], [np.nan, np.nan]]])
+    pred = np.array([[[3, 4], [10, 0], [100, 100]]])                           # errors 5, 0, skipped
+    assert nme(pred, gt, np.array([10.0]))[0] == pytest.approx(0.25)
+
+
+def test_nme_per_yaw_group_and_balanced_subset():
+    edges = CFG.yaw_group_edges
+    yaw = np.array([0, -30, 31, -59, 60.5, 90, 95])
+    np.testing.assert_array_equal(yaw_group(yaw, edges), [0, 0, 1, 1, 2, 2, -1])
+    err = np.array([0.1, 0.3, 0.2, np.nan, 0.4, 0.6, 9.0])
+    g = nme_per_yaw_group(err, yaw, edges)
+    assert g["[0,30]"] == pytest.approx(0.2) and g["(30,60]"] == pytest.approx(0.2) and g["(60,90]"] == pytest.approx(0.5)
+    assert g["all"] == pytest.approx(0.3)
+    rng_yaw = np.concatenate([np.full(10, 5.0), np.full(10, 45.0), np.full(10, -75.0)])
+    idx = balanced_yaw_subset(rng_yaw, edges, 9, 0)
+    assert len(idx) == 9 and np.bincount(yaw_group(rng_yaw[idx], edges)).tolist() == [3, 3, 3]
+    np.testing.assert_array_equal(idx, balanced_yaw_subset(rng_yaw, edges, 9, 0))
+
+
+def test_gender_accuracy():
+    r = gender_accuracy(np.array(["m", "f", "", "m"], dtype=object), np.array(["m", "m", "f", "m"], dtype=object))
+    assert r["accuracy"] == pytest.approx(0.5) and r["accuracy_detected"] == pytest.approx(2 / 3) and r["coverage"] == 0.75
