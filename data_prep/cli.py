@@ -1,0 +1,71 @@
+"""`python -m data_prep build ...` and `python -m data_prep mix ...` (see --help)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from core.config import load_config
+from data_prep.build import TASKS, build_lmdb
+from data_prep.errors import DataPrepError
+from data_prep.mix import build_mix, parse_mix, parse_set, SHARED_DATA
+from data_prep.readers import CROP_DATASETS, read_dataset
+
+DATASETS = ("aflw", "300w", "aflw2000", "aflw_crops", "wider", "utkface")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", required=True, type=Path, help="output folder (LMDB pair, manifest.json, cache)")
+    common.add_argument("--config", type=Path, default=None, help="HyperFace YAML (default config/hyperface.yaml)")
+    common.add_argument("--workers", type=int, default=2, help="processes for proposals and crops")
+    common.add_argument("--overwrite", action="store_true", help="discard a previous build in --out")
+    common.add_argument("-v", "--verbose", action="store_true")
+    build = sub.add_parser("build", parents=[common], help="one dataset -> LMDB pair")
+    build.add_argument("--dataset", required=True, choices=DATASETS)
+    build.add_argument("--root", required=True, type=Path, help="dataset folder (aflw: aflw.sqlite or its folder)")
+    build.add_argument("--split", default="train", help="train or test (where the dataset has splits)")
+    build.add_argument("--limit", type=int, default=None, help="first N images only")
+    mix = sub.add_parser("mix", parents=[common], help="several datasets -> one training LMDB pair")
+    mix.add_argument("--set", dest="sets", action="append", default=[], metavar="DATASET=ROOT[:LIMIT[:SPLIT]]",
+                     help="a set (repeatable), e.g. aflw_crops=../shared/data/aflw_crops:4000")
+    mix.add_argument("--mix", default="", metavar="NAME=LIMIT,...",
+                     help="sets with default roots under --data-root, e.g. aflw_crops=4000,wider=600,helen=870")
+    mix.add_argument("--data-root", type=Path, default=SHARED_DATA, help="root of the default set folders")
+    return parser
+
+
+def _report(manifest: dict) -> None:
+    print(f"samples {manifest['num_samples']} from {manifest['num_images']} images, "
+          f"LMDBs {manifest['lmdb_bytes'] / 2**20:.1f} MiB, negatives/positive "
+          f"{manifest['negatives_per_positive']:.2f}")
+    for name, counts in manifest["counts_per_set"].items():
+        print(f"  {name}: " + ", ".join(f"{t}={counts[t]}" for t in TASKS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config)
+        if args.command == "build":
+            records = read_dataset(args.dataset, args.root, split=args.split, limit=args.limit, config=cfg)
+            entries = [(args.dataset, r, args.dataset in CROP_DATASETS) for r in records]
+            sources = {args.dataset: {"dataset": args.dataset, "root": str(args.root), "split": args.split,
+                                      "limit": args.limit, "images": len(records)}}
+            manifest = build_lmdb(entries, args.out, cfg, sources=sources, workers=args.workers,
+                                  overwrite=args.overwrite)
+        else:
+            sets = [parse_set(s) for s in args.sets] + parse_mix(args.mix, args.data_root)
+            if not sets:
+                raise ValueError("mix: give at least one --set or --mix")
+            manifest = build_mix(sets, args.out, cfg, workers=args.workers, overwrite=args.overwrite)
+    except (DataPrepError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _report(manifest)
+    return 0

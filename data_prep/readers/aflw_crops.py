@@ -1,0 +1,57 @@
+"""aflw_crops reader (`annotations.csv`: image, yaw_deg, x1, y1, ..., x21, y21; 120x120 crops).
+
+Invisible points are -1,-1. Only yaw is known (degrees, project convention); roll and pitch are NaN
+so the pose mask is set per component. The face box is the whole crop (the crops are the roi face
+boxes). Rows with a visible coordinate outside [-5, 125] are bad crops and are skipped (counted).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.aflw21 import NUM_POINTS
+from core.records import FaceRecord, ImageRecord
+from data_prep.errors import DataPrepError
+from data_prep.readers.common import apply_limit
+
+log = logging.getLogger(__name__)
+
+CROP_SIZE = 120
+VALID_RANGE = (-5.0, 125.0)  # visible coordinates outside this mark a bad crop (data README)
+
+
+def read_aflw_crops(root: str | Path, split: str = "train", limit: int | None = None) -> list[ImageRecord]:
+    """ImageRecords of `<root>/annotations.csv` in file order (the set has no split; `split` unused)."""
+    root = Path(root)
+    csv_path = root / "annotations.csv"
+    if not csv_path.is_file():
+        raise DataPrepError(csv_path, "annotations file not found")
+    frame = pd.read_csv(csv_path)
+    expected = ["image", "yaw_deg"] + [f"{a}{k}" for k in range(1, NUM_POINTS + 1) for a in "xy"]
+    if list(frame.columns) != expected:
+        raise DataPrepError(csv_path, "unexpected columns (want image,yaw_deg,x1,y1,...,x21,y21)")
+    pts = frame.iloc[:, 2:].to_numpy(dtype=np.float64).reshape(-1, NUM_POINTS, 2)
+    bad_nan = np.isnan(pts).any(axis=(1, 2))
+    if bad_nan.any():
+        row = int(np.argmax(bad_nan))
+        raise DataPrepError(csv_path, f"NaN landmark coordinate in row {row + 2} ({frame['image'][row]})")
+    invisible = (pts == -1).all(axis=2)
+    outside = ((pts < VALID_RANGE[0]) | (pts > VALID_RANGE[1])).any(axis=2) & ~invisible
+    bad = outside.any(axis=1)
+    if bad.any():
+        log.info("%s: skipped %d bad crops (visible point outside %s)", csv_path, int(bad.sum()), VALID_RANGE)
+    records = []
+    for i in np.flatnonzero(~bad):
+        landmarks = pts[i].copy()
+        landmarks[invisible[i]] = np.nan
+        yaw = float(frame["yaw_deg"][i])
+        face = FaceRecord(box=[0, 0, CROP_SIZE, CROP_SIZE], landmarks=landmarks, pose_deg=[np.nan, np.nan, yaw],
+                          face_id=Path(frame["image"][i]).stem)
+        records.append(ImageRecord(path=root / frame["image"][i], faces=[face], width=CROP_SIZE, height=CROP_SIZE,
+                                   image_id=Path(frame["image"][i]).stem))
+        if limit and len(records) >= limit:
+            break
+    return apply_limit(records, limit)

@@ -1,0 +1,57 @@
+"""WIDER FACE reader (`wider_face_split/wider_face_<split>_bbx_gt.txt` + `WIDER_<split>/images/`).
+
+Boxes only. Faces flagged invalid=1 are skipped. Faces smaller than SamplingConfig.min_face_side
+are kept as "ignore" regions (face_id prefixed `ignore:`) so they never become negatives nor
+positives; data_prep.regions treats them that way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.config import HyperFaceConfig, load_config
+from core.records import FaceRecord, ImageRecord
+from data_prep.errors import DataPrepError
+from data_prep.readers.common import apply_limit
+
+IGNORE_PREFIX = "ignore:"
+
+
+def is_ignore(face: FaceRecord) -> bool:
+    """True for a face kept only so that no negative overlaps it."""
+    return face.face_id.startswith(IGNORE_PREFIX)
+
+
+def read_wider(root: str | Path, split: str = "train", limit: int | None = None,
+               config: HyperFaceConfig | None = None) -> list[ImageRecord]:
+    """ImageRecords of the WIDER FACE `split` ('train' or 'val') under `root`."""
+    cfg = config or load_config()
+    root = Path(root)
+    gt_path = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+    if not gt_path.is_file():
+        raise DataPrepError(gt_path, "WIDER FACE annotation file not found")
+    lines = gt_path.read_text().split("\n")
+    records: list[ImageRecord] = []
+    i = 0
+    while i < len(lines) and lines[i].strip():
+        name = lines[i].strip()
+        try:
+            count = int(lines[i + 1])
+            rows = [lines[i + 2 + k].split() for k in range(max(count, 1))]
+            values = np.array([[float(v) for v in row[:10]] for row in rows], dtype=np.float64)
+        except (IndexError, ValueError):
+            raise DataPrepError(gt_path, f"malformed entry for {name} at line {i + 1}") from None
+        if not np.all(np.isfinite(values)):
+            raise DataPrepError(gt_path, f"NaN box for {name} at line {i + 1}")
+        i += 2 + max(count, 1)
+        faces = []
+        for k, (x, y, w, h, _blur, _expr, _illum, invalid, _occl, _pose) in enumerate(values[:count]):
+            if invalid == 1 or w <= 0 or h <= 0:
+                continue
+            tiny = min(w, h) < cfg.sampling.min_face_side
+            faces.append(FaceRecord(box=[x, y, x + w, y + h], face_id=f"{IGNORE_PREFIX if tiny else ''}{name}#{k}"))
+        records.append(ImageRecord(path=root / f"WIDER_{split}" / "images" / name, faces=faces, image_id=name))
+        if limit and len(records) >= limit:
+            break
+    return apply_limit(records, limit)
