@@ -28,7 +28,7 @@ def run_ablation(data_dir: str | Path, model_dir: str | Path, out_dir: str | Pat
     for proposals in PROPOSALS:
         for name, kwargs in variants(cfg).items():
             rdir = out_dir / f"{proposals}_{kwargs['post']}_irp{kwargs['irp_iterations']}"
-            run_detection(images, make_detector(model_dir, proposals=proposals, **kwargs), rdir)
+            run_detection(images, make_detector(model_dir, proposals=proposals, config=cfg, **kwargs), rdir)
             ap = score_one(dataset, gt, results_io.read_results(rdir), cfg)["metrics"]["AP"]
             table.setdefault(f"{proposals.capitalize()} SS", {})[name] = ap
     write_report(out_dir / "report.md", f"HyperFace Section 5.5 ablation ({dataset.upper()} AP)", {"model": str(model_dir)},

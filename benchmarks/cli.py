@@ -73,7 +73,7 @@ def _run(args) -> int:
             raise BenchmarkDataError(args.model or "--model", "model folder not found (train one or pass --model DIR)")
         irp = cfg.test.irp_iterations if args.irp is None else args.irp
         rdir = out / "results"
-        run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp), rdir)
+        run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp, config=cfg), rdir)
         settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp}
         metrics = score_runs(args.dataset, args.data, {Path(args.model).name: rdir}, out, cfg, settings)
     for label, m in metrics.items():

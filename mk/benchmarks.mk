@@ -1,0 +1,45 @@
+# Benchmarks of Section 5 (issue 6). Each target runs the pipeline over the dataset (resumable),
+# scores it and writes PNGs + report.md into runs/bench/<dataset>/.
+#   make bench-afw [AFW_DIR=...] [MODEL=...] [BENCH_ARGS="--proposals quality --post nms --irp 0"]
+# A missing dataset stops with a one-line message naming the files expected where.
+
+AFW_DIR ?= ../shared/data/afw_sample
+PASCAL_DIR ?= ../shared/data/pascal_faces
+FDDB_DIR ?= ../shared/data/fddb_sample
+AFLW_DIR ?= ../shared/data/aflw_crops
+AFLW2000_DIR ?= ../shared/data/aflw2000_sample
+IBUG_DIR ?= ../shared/data/ibug
+CELEBA_DIR ?= ../shared/data/celeba
+UTKFACE_DIR ?= ../shared/data/utkface
+MODEL ?= models/hyperface
+BENCH_OUT ?= runs/bench
+BENCH_ARGS ?=
+
+.PHONY: bench-afw bench-pascal bench-fddb bench-aflw bench-aflw2000 bench-ibug bench-celeba bench-utkface bench-ablation
+
+bench-afw: setup
+	$(PY) -m benchmarks afw --data $(AFW_DIR) --model $(MODEL) --out $(BENCH_OUT)/afw $(BENCH_ARGS)
+
+bench-pascal: setup
+	$(PY) -m benchmarks pascal --data $(PASCAL_DIR) --model $(MODEL) --out $(BENCH_OUT)/pascal $(BENCH_ARGS)
+
+bench-fddb: setup
+	$(PY) -m benchmarks fddb --data $(FDDB_DIR) --model $(MODEL) --out $(BENCH_OUT)/fddb $(BENCH_ARGS)
+
+bench-aflw: setup
+	$(PY) -m benchmarks aflw --data $(AFLW_DIR) --model $(MODEL) --out $(BENCH_OUT)/aflw $(BENCH_ARGS)
+
+bench-aflw2000: setup
+	$(PY) -m benchmarks aflw2000 --data $(AFLW2000_DIR) --model $(MODEL) --out $(BENCH_OUT)/aflw2000 $(BENCH_ARGS)
+
+bench-ibug: setup
+	$(PY) -m benchmarks ibug --data $(IBUG_DIR) --model $(MODEL) --out $(BENCH_OUT)/ibug $(BENCH_ARGS)
+
+bench-celeba: setup
+	$(PY) -m benchmarks celeba --data $(CELEBA_DIR) --model $(MODEL) --out $(BENCH_OUT)/celeba $(BENCH_ARGS)
+
+bench-utkface: setup
+	$(PY) -m benchmarks utkface --data $(UTKFACE_DIR) --model $(MODEL) --out $(BENCH_OUT)/utkface $(BENCH_ARGS)
+
+bench-ablation: setup
+	$(PY) -m benchmarks ablation --data $(AFW_DIR) --model $(MODEL) --out $(BENCH_OUT)/ablation
