@@ -1,0 +1,121 @@
+"""The one-call API: HyperFace(model_dir, ...).detect(image_bgr) -> list[Face] (Section 3.3)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core import net_io
+from core.config import HyperFaceConfig, load_config
+from core.face import Face
+from pipeline.backends import DEFAULT_BACKEND, input_shape, make_backend
+from pipeline.errors import ModelError
+from pipeline.geometry import make_batch
+from pipeline.images import to_bgr8
+from pipeline.model_store import load_model
+from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces
+from pipeline.proposals import SS_MODES, SSDProposer, selective_search
+
+log = logging.getLogger(__name__)
+PROPOSALS = SS_MODES + ("ssd",)
+POSTS = ("lnms", "nms")
+SSD_SUBDIR = "proposals"  # <model_dir>/proposals/ holds the SSD proposal model directory for proposals="ssd"
+
+
+class HyperFace:
+    """Face detection, landmarks (AFLW-21), visibility, pose and gender from one deploy net.
+
+    model_dir: a model directory (pipeline/model_store.py). backend: "opencv" (default, faster here)
+    or "caffe". proposals: "fast" / "quality" selective search, or "ssd" (Fast-HyperFace; the SSD model
+    directory is ssd_model_dir or <model_dir>/proposals). post: "lnms" (Algorithm 2) or "nms" (plain
+    NMS + box regression when the net has bbox_deltas, the R-CNN Face baseline). irp_iterations: T of
+    Algorithm 1 (None: config value; forced to 0 for nets without landmarks). config: a
+    HyperFaceConfig or a YAML path (None: config/hyperface.yaml).
+    """
+
+    def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str = "fast",
+                 post: str = "lnms", irp_iterations: int | None = None, config: HyperFaceConfig | str | Path | None = None,
+                 ssd_model_dir: str | Path | None = None):
+        self.cfg = config if isinstance(config, HyperFaceConfig) else load_config(config)
+        if proposals not in PROPOSALS:
+            raise ValueError(f"unknown proposals {proposals!r}; choose one of {PROPOSALS}")
+        if post not in POSTS:
+            raise ValueError(f"unknown post-processing {post!r}; choose one of {POSTS}")
+        self.model = load_model(model_dir)
+        self._check_input()
+        self.backend = make_backend(backend, self.model.prototxt, self.model.caffemodel)
+        has_landmarks = net_io.LANDMARKS in self.backend.outputs
+        if net_io.DETECTION_PROB not in self.backend.outputs:
+            raise ModelError(self.model.prototxt, f"the net has no {net_io.DETECTION_PROB!r} output")
+        if post == "lnms" and not has_landmarks:
+            raise ModelError(self.model.prototxt, "post='lnms' needs a 'landmarks' output; use post='nms'")
+        self.proposals, self.post = proposals, post
+        default_t = self.cfg.test.irp_iterations if has_landmarks else 0
+        self.irp_iterations = default_t if irp_iterations is None else int(irp_iterations)
+        if self.irp_iterations and not has_landmarks:
+            raise ModelError(self.model.prototxt, "IRP needs a 'landmarks' output; use irp_iterations=0")
+        self.ssd = None
+        if proposals == "ssd":
+            ssd_dir = Path(ssd_model_dir) if ssd_model_dir else self.model.model_dir / SSD_SUBDIR
+            self.ssd = SSDProposer(load_model(ssd_dir), backend, self.cfg.input, self.cfg.test)
+        self.last_timings: dict[str, float] = {}
+
+    def _check_input(self) -> None:
+        _, channels, h, w = input_shape(self.model.prototxt)
+        size = self.cfg.input.size
+        if (channels, h, w) != (3, size, size):
+            raise ModelError(self.model.prototxt, f"input is {channels}x{h}x{w}, config expects 3x{size}x{size}")
+        meta_input = self.model.meta.get("input")
+        if meta_input and (meta_input.get("size") != size or
+                           tuple(float(v) for v in meta_input.get("mean_bgr", ())) != tuple(self.cfg.input.mean_bgr)):
+            raise ModelError(self.model.model_dir / "model.json",
+                             f"trained with input {meta_input}, config has size {size} mean {self.cfg.input.mean_bgr}")
+
+    def propose(self, image: np.ndarray) -> np.ndarray:
+        """Proposal boxes (n, 4) for a uint8 BGR image."""
+        if self.ssd is not None:
+            return self.ssd(image)
+        return selective_search(image, self.cfg.selective_search, self.proposals)
+
+    def evaluate(self, image: np.ndarray, boxes: np.ndarray) -> Regions:
+        """Forward every box through the net in batches of test.batch_size and decode (no threshold)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return Regions.empty()
+        bs = self.cfg.test.batch_size
+        parts = []
+        t0 = time.perf_counter()
+        for start in range(0, len(boxes), bs):
+            chunk = boxes[start:start + bs]
+            batch = make_batch(image, chunk, self.cfg.input.size, self.cfg.input.mean_bgr)
+            parts.append(decode_outputs(self.backend.forward(batch), chunk))
+        self.last_timings["forward"] = self.last_timings.get("forward", 0.0) + time.perf_counter() - t0
+        self.last_timings["regions"] = self.last_timings.get("regions", 0) + len(boxes)
+        return Regions.concat(parts)
+
+    def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        """Faces in a BGR image (gray, BGRA and 16-bit are converted), best score first."""
+        image = to_bgr8(np.asarray(image_bgr), "<array>", [])
+        self.last_timings = {}
+        t0 = time.perf_counter()
+        boxes = self.propose(image)
+        t1 = time.perf_counter()
+        self.last_timings["proposals"] = t1 - t0
+        self.last_timings["num_proposals"] = len(boxes)
+        test = self.cfg.test
+        regions = iterative_region_proposals(boxes, lambda b: self.evaluate(image, b), test, self.irp_iterations)
+        t2 = time.perf_counter()
+        faces = landmark_nms(regions, test) if self.post == "lnms" else nms_faces(regions, test)
+        self.last_timings["post"] = time.perf_counter() - t2
+        self.last_timings["total"] = time.perf_counter() - t0
+        return faces
+
+
+def scale_faces(faces: list[Face], factor: float) -> list[Face]:
+    """Faces with box and landmarks multiplied by factor (maps results on a resized image back)."""
+    for f in faces:
+        f.box = np.asarray(f.box) * factor
+        f.landmarks = np.asarray(f.landmarks) * factor
+    return faces

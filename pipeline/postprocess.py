@@ -1,0 +1,151 @@
+"""Test-time procedure of Section 3.3 as pure functions over network outputs:
+
+* decode_outputs: raw blobs -> per-region values in image coordinates (eq. 8, degrees, thresholds);
+* iterative_region_proposals: Algorithm 1 (IRP), given an `evaluate(boxes) -> Regions` callable;
+* landmark_nms: Algorithm 2 (L-NMS), regions -> list[Face];
+* nms_faces: plain NMS (+ optional R-CNN box regression), the R-CNN Face baseline of Section 5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from core import net_io
+from core.aflw21 import NUM_POINTS
+from core.config import TestConfig
+from core.face import Face
+from pipeline.geometry import apply_bbox_deltas, boxes_from_landmarks, box_from_landmarks, iou_matrix, nms
+
+
+@dataclass
+class Regions:
+    """Decoded outputs for n regions (one row per box). NaN where the net lacks that output."""
+    boxes: np.ndarray             # (n, 4) the regions that were fed to the net
+    scores: np.ndarray            # (n,) face probability
+    landmarks: np.ndarray         # (n, 21, 2) image pixels (eq. 8)
+    visibility: np.ndarray        # (n, 21) predicted visibility score
+    pose_deg: np.ndarray          # (n, 3) roll, pitch, yaw in degrees
+    gender_prob_male: np.ndarray  # (n,)
+    bbox_deltas: np.ndarray       # (n, 4) R-CNN regression; NaN when absent
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def select(self, index) -> "Regions":
+        return Regions(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+    @classmethod
+    def concat(cls, parts: list["Regions"]) -> "Regions":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts], axis=0) for f in cls.__dataclass_fields__))
+
+    @classmethod
+    def empty(cls) -> "Regions":
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros((0, NUM_POINTS, 2)), np.zeros((0, NUM_POINTS)),
+                   np.zeros((0, 3)), np.zeros(0), np.zeros((0, 4)))
+
+
+def decode_outputs(outputs: dict[str, np.ndarray], boxes: np.ndarray) -> Regions:
+    """Decode deploy-net blobs (core/net_io.py names) for `boxes` (n, 4) into image coordinates.
+
+    Landmarks by eq. 8: x_i = a_i * w + x_c, y_i = b_i * h + y_c, with (x_c, y_c) the box centre and
+    w, h its size. Pose radians -> degrees. Missing outputs become NaN.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    n = len(boxes)
+
+    def get(name, width):
+        if name in outputs:
+            return np.asarray(outputs[name], dtype=np.float64).reshape(n, width)
+        return np.full((n, width), np.nan)
+
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    xc, yc = boxes[:, 0] + w / 2, boxes[:, 1] + h / 2
+    ab = get(net_io.LANDMARKS, 2 * NUM_POINTS).reshape(n, NUM_POINTS, 2)
+    landmarks = np.stack([ab[..., 0] * w[:, None] + xc[:, None], ab[..., 1] * h[:, None] + yc[:, None]], axis=-1)
+    return Regions(
+        boxes=boxes,
+        scores=get(net_io.DETECTION_PROB, 2)[:, 1],
+        landmarks=landmarks,
+        visibility=get(net_io.VISIBILITY, NUM_POINTS),
+        pose_deg=np.degrees(get(net_io.POSE, 3)),
+        gender_prob_male=get(net_io.GENDER_PROB, 2)[:, 1],
+        bbox_deltas=get(net_io.BBOX_DELTAS, 4),
+    )
+
+
+def visible_mask(visibility: np.ndarray, test: TestConfig) -> np.ndarray:
+    """Points whose predicted visibility reaches the threshold (Section 3.3)."""
+    return np.nan_to_num(visibility, nan=-np.inf) >= test.visibility_threshold
+
+
+def landmark_boxes(regions: Regions, test: TestConfig) -> np.ndarray:
+    """FaceRectCalculator over regions: one face box (n, 4) per region from its landmarks."""
+    if len(regions) == 0:
+        return np.zeros((0, 4))
+    return boxes_from_landmarks(regions.landmarks, visible_mask(regions.visibility, test))
+
+
+def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray], Regions], test: TestConfig,
+                               iterations: int | None = None) -> Regions:
+    """Algorithm 1. `evaluate(boxes)` runs the net on boxes and decodes (no threshold).
+
+    detected = boxes scoring >= threshold; then T times: new boxes from the fiducials of the last
+    new boxes (FaceRectCalculator), appended to detected. The result is every detected box with its
+    final outputs, thresholded again (final_scores of Algorithm 1). A box evaluated once is not
+    evaluated again: the net is deterministic, so its outputs are reused.
+    """
+    iterations = test.irp_iterations if iterations is None else iterations
+    first = evaluate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    detected = [first.select(first.scores >= test.detection_threshold)]
+    newest = detected[0]
+    for stage in range(iterations):
+        if len(newest) == 0:
+            break
+        newest = evaluate(landmark_boxes(newest, test))
+        detected.append(newest)
+    final = Regions.concat(detected)
+    return final.select(final.scores >= test.detection_threshold)
+
+
+def _face(box, score, landmarks, visibility, pose, gender, test: TestConfig) -> Face:
+    return Face(box=np.asarray(box, dtype=np.float64), score=float(score),
+                landmarks=np.asarray(landmarks, dtype=np.float64), visibility=np.asarray(visibility, dtype=np.float64),
+                visible=visible_mask(np.asarray(visibility), test), pose_deg=np.asarray(pose, dtype=np.float64),
+                gender_prob_male=float(gender))
+
+
+def landmark_nms(regions: Regions, test: TestConfig) -> list[Face]:
+    """Algorithm 2 on detected regions: boxes from the landmark fits, NMS on them (lnms_iou), and for
+    every kept box the top-k (lnms_top_k) overlapping boxes (IoU > lnms_iou) by score; the face gets
+    the median of their landmarks, visibility, pose and gender probability, the kept box's score,
+    and a box fitted to the median landmarks. Faces come out in decreasing score."""
+    if len(regions) == 0:
+        return []
+    boxes = landmark_boxes(regions, test)
+    keep = nms(boxes, regions.scores, test.lnms_iou)
+    overlaps = iou_matrix(boxes[keep], boxes)
+    faces = []
+    for row, i in enumerate(keep):
+        members = np.flatnonzero(overlaps[row] > test.lnms_iou)
+        members = np.union1d(members, [i])
+        top = members[np.argsort(-regions.scores[members], kind="stable")[:test.lnms_top_k]]
+        lms = np.median(regions.landmarks[top], axis=0)
+        vis = np.median(regions.visibility[top], axis=0)
+        box = box_from_landmarks(lms, visible_mask(vis, test))
+        faces.append(_face(box, regions.scores[i], lms, vis, np.median(regions.pose_deg[top], axis=0),
+                           np.median(regions.gender_prob_male[top]), test))
+    return faces
+
+
+def nms_faces(regions: Regions, test: TestConfig, regress: bool = True) -> list[Face]:
+    """Plain NMS (nms_iou) on region boxes, after R-CNN box regression when the net gives bbox_deltas."""
+    if len(regions) == 0:
+        return []
+    boxes = regions.boxes
+    if regress and np.isfinite(regions.bbox_deltas).all():
+        boxes = apply_bbox_deltas(boxes, regions.bbox_deltas)
+    keep = nms(boxes, regions.scores, test.nms_iou)
+    return [_face(boxes[i], regions.scores[i], regions.landmarks[i], regions.visibility[i], regions.pose_deg[i],
+                  regions.gender_prob_male[i], test) for i in keep]

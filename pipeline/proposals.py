@@ -1,0 +1,71 @@
+"""Region proposals: OpenCV selective search (HyperFace) and the SSD proposal net (Fast-HyperFace)."""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from core.config import InputConfig, SelectiveSearchConfig, TestConfig
+from pipeline.backends import input_shape, make_backend
+from pipeline.model_store import Model
+
+log = logging.getLogger(__name__)
+SS_MODES = ("fast", "quality")
+
+
+def selective_search(image: np.ndarray, cfg: SelectiveSearchConfig, mode: str | None = None) -> np.ndarray:
+    """Selective search boxes (n, 4) x1, y1, x2, y2 in image pixels, in OpenCV's ranking order.
+
+    The image is resized so its longer side is at most cfg.max_side; boxes smaller than
+    cfg.min_box_side (original pixels) are dropped; at most cfg.max_proposals ("fast") or
+    cfg.max_proposals_quality ("quality") are kept.
+    """
+    mode = mode or cfg.mode
+    if mode not in SS_MODES:
+        raise ValueError(f"unknown selective search mode {mode!r}; choose one of {SS_MODES}")
+    h, w = image.shape[:2]
+    scale = min(1.0, cfg.max_side / max(h, w))
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
+        if scale < 1.0 else image
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(small)
+    if mode == "fast":
+        ss.switchToSelectiveSearchFast()
+    else:
+        ss.switchToSelectiveSearchQuality()
+    rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)  # x, y, w, h
+    boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]) / scale
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= cfg.min_box_side) & ((boxes[:, 3] - boxes[:, 1]) >= cfg.min_box_side)
+    limit = cfg.max_proposals if mode == "fast" else cfg.max_proposals_quality
+    return boxes[keep][:limit]
+
+
+class SSDProposer:
+    """The single-shot proposal net of Fast-HyperFace: `detection_out` rows with score >= ssd_threshold,
+    best first, at most ssd_max_proposals; no NMS is applied on top of the net's own output."""
+
+    def __init__(self, model: Model, backend: str, input_cfg: InputConfig, test_cfg: TestConfig):
+        self.backend = make_backend(backend, model.prototxt, model.caffemodel, ["detection_out"])
+        _, _, self.height, self.width = input_shape(model.prototxt)
+        self.mean = np.asarray(input_cfg.mean_bgr, dtype=np.float32)
+        self.test = test_cfg
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        x = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
+        det = self.backend.forward(x.transpose(2, 0, 1)[None])["detection_out"].reshape(-1, 7)
+        return ssd_boxes(det, w, h, self.test)
+
+
+def ssd_boxes(det: np.ndarray, width: int, height: int, test: TestConfig) -> np.ndarray:
+    """Boxes (n, 4) in pixels from DetectionOutput rows [image_id, label, score, x1, y1, x2, y2] (normalised)."""
+    det = np.asarray(det, dtype=np.float64).reshape(-1, 7)
+    det = det[(det[:, 0] >= 0) & (det[:, 1] >= 1) & (det[:, 2] >= test.ssd_threshold)]
+    det = det[np.argsort(-det[:, 2], kind="stable")][:test.ssd_max_proposals]
+    boxes = det[:, 3:7] * np.array([width, height, width, height], dtype=np.float64)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return boxes[(boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)]
