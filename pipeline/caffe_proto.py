@@ -3,8 +3,9 @@
 Inference with the OpenCV backend and model export/expansion only need caffe_pb2 (NetParameter).
 Resolution order:
   1. `caffe.proto.caffe_pb2` when pycaffe imports (scripts/env.sh shell);
-  2. a `caffe/proto/caffe_pb2.py` file under $CAFFE_ROOT/python, $CAFFE_ROOT/build/include or any
-     sys.path entry, loaded by file path (no `import caffe`, so no _caffe.so);
+  2. a `caffe/proto/caffe_pb2.py` file under the project's Caffe build ($CAFFE_PREFIX or
+     scripts/caffe_prefix.sh)/python, $CAFFE_ROOT/python, $CAFFE_ROOT/build/include or any sys.path
+     entry, loaded by file path (no `import caffe`, so no _caffe.so);
   3. generated with `protoc` from $CAFFE_ROOT/src/caffe/proto/caffe.proto into
      ~/.cache/hyperface/caffe_pb2/ (or $HYPERFACE_CACHE).
 """
@@ -29,10 +30,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HYPERFACE_CACHE", Path.home() / ".cache" / "hyperface"))
 
 
+def _caffe_prefix() -> Path | None:
+    """$CAFFE_PREFIX, else what scripts/caffe_prefix.sh prints (the project's cached Caffe build)."""
+    if os.environ.get("CAFFE_PREFIX"):
+        return Path(os.environ["CAFFE_PREFIX"])
+    script = Path(__file__).resolve().parents[1] / "scripts" / "caffe_prefix.sh"
+    if script.is_file() and shutil.which("bash"):
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            return Path(done.stdout.strip())
+    return None
+
+
 def _caffe_roots() -> list[Path]:
     roots = []
-    if os.environ.get("CAFFE_ROOT"):
-        roots.append(Path(os.environ["CAFFE_ROOT"]))
+    for var in ("CAFFE_ROOT",):
+        if os.environ.get(var):
+            roots.append(Path(os.environ[var]))
+    prefix = _caffe_prefix()
+    if prefix is not None:
+        roots.append(prefix)
     repo = Path(__file__).resolve().parents[1]
     roots += [repo / "third_party" / "caffe", repo / "caffe", repo / "build" / "caffe"]
     return [r for r in roots if r.is_dir()]

@@ -123,30 +123,24 @@ def apply_bbox_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
 def crop_and_warp(image: np.ndarray, box: np.ndarray, size: int, mean_bgr) -> np.ndarray:
     """The box cut from image (H, W, 3 uint8) and warped to size x size, as float32 HWC.
 
-    Parts of the box outside the image are padded with the mean colour (zero after mean
-    subtraction), as R-CNN does; the box is warped anisotropically (no aspect preservation).
+    The box is rounded outward to whole pixels; parts outside the image are padded with the mean
+    colour (zero after mean subtraction), as R-CNN does; the cut is warped anisotropically
+    (cv2.resize: INTER_AREA when shrinking, INTER_LINEAR when enlarging).
     """
     x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = max(x2 - x1, 1e-3), max(y2 - y1, 1e-3)
-    # Affine map from the box onto the output square; warpAffine pads outside with the mean.
-    sx, sy = size / w, size / h
-    m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]], dtype=np.float64)
-    interp = cv2.INTER_AREA if (sx < 1 and sy < 1) else cv2.INTER_LINEAR
-    if interp == cv2.INTER_AREA:
-        # INTER_AREA is not supported by warpAffine: cut (with padding) first, then resize.
-        ix1, iy1 = int(np.floor(x1)), int(np.floor(y1))
-        ix2, iy2 = int(np.ceil(x2)), int(np.ceil(y2))
-        H, W = image.shape[:2]
-        pad = [max(0, -iy1), max(0, iy2 - H), max(0, -ix1), max(0, ix2 - W)]
-        cut = image[max(iy1, 0):min(iy2, H), max(ix1, 0):min(ix2, W)]
-        if any(pad) or cut.size == 0:
-            cut = cv2.copyMakeBorder(cut if cut.size else np.zeros((1, 1, 3), image.dtype), *pad,
-                                     cv2.BORDER_CONSTANT, value=tuple(float(v) for v in mean_bgr))
-        out = cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA)
-    else:
-        out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in mean_bgr))
-    return out.astype(np.float32)
+    ix1, iy1 = int(np.floor(x1)), int(np.floor(y1))
+    ix2, iy2 = max(int(np.ceil(x2)), ix1 + 1), max(int(np.ceil(y2)), iy1 + 1)
+    h, w = image.shape[:2]
+    cut = image[max(iy1, 0):max(min(iy2, h), 0), max(ix1, 0):max(min(ix2, w), 0)]
+    pad = [max(0, -iy1), max(0, iy2 - h), max(0, -ix1), max(0, ix2 - w)]
+    fill = tuple(float(v) for v in mean_bgr)
+    if cut.size == 0:
+        cut = np.empty((iy2 - iy1, ix2 - ix1, 3), image.dtype)
+        cut[...] = np.asarray(mean_bgr, dtype=np.float64).round().astype(image.dtype)
+    elif any(pad):
+        cut = cv2.copyMakeBorder(cut, *pad, cv2.BORDER_CONSTANT, value=fill)
+    interp = cv2.INTER_AREA if (cut.shape[0] > size and cut.shape[1] > size) else cv2.INTER_LINEAR
+    return cv2.resize(cut, (size, size), interpolation=interp).astype(np.float32)
 
 
 def make_batch(image: np.ndarray, boxes: np.ndarray, size: int, mean_bgr) -> np.ndarray:

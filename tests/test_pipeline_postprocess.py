@@ -1,0 +1,161 @@
+"""Pure-function tests of the pipeline's geometry, decoding (eq. 8), IRP (Algorithm 1), L-NMS
+(Algorithm 2) and the NMS baseline, on hand-made network outputs with hand-computed answers."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from core import net_io
+from core.aflw21 import NUM_POINTS
+from core.config import load_config
+from pipeline.errors import GeometryError
+from pipeline.geometry import (apply_bbox_deltas, bbox_targets, box_from_landmarks, iou_matrix, make_batch,
+                               mean_shape, nms, MEAN_SHAPE_PATH)
+from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces
+from pipeline.proposals import ssd_boxes
+
+TEST = load_config().test
+
+
+def shape_in_box(x1, y1, side):
+    return mean_shape() * side + np.array([x1, y1])
+
+
+def region(box, score, pose=(0.0, 0.0, 0.0), gender=0.5, vis=1.0):
+    x1, y1, x2, _ = box
+    return Regions(np.array([box], float), np.array([score]), shape_in_box(x1, y1, x2 - x1)[None],
+                   np.full((1, NUM_POINTS), vis), np.array([pose], float), np.array([gender]), np.full((1, 4), np.nan))
+
+
+def test_mean_shape_file_has_provenance_and_sane_layout():
+    doc = json.loads(MEAN_SHAPE_PATH.read_text())
+    assert doc["provenance"]["faces"] > 1000
+    ms = mean_shape()
+    assert ms.shape == (21, 2)
+    assert ms[6, 0] < ms[11, 0]            # LeftEyeLeftCorner left of RightEyeRightCorner (image sides)
+    assert ms[0, 1] < ms[14, 1] < ms[20, 1]  # brow above nose tip above chin
+    assert ((ms > 0) & (ms < 1)).all()
+
+
+def test_box_from_landmarks_on_the_mean_shape_returns_the_scaled_unit_box():
+    np.testing.assert_allclose(box_from_landmarks(shape_in_box(30, 40, 200)), [30, 40, 230, 240], atol=1e-9)
+    # In-plane rotation about the box centre keeps the (square) box.
+    t = np.radians(30)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    centre = np.array([130.0, 140.0])
+    pts = (shape_in_box(30, 40, 200) - centre) @ rot.T + centre
+    np.testing.assert_allclose(box_from_landmarks(pts), [30, 40, 230, 240], atol=1e-9)
+
+
+def test_box_from_landmarks_ignores_invisible_and_nan_points():
+    pts = shape_in_box(0, 0, 100)
+    visible = np.ones(21, bool)
+    pts[[3, 12]] = [[999, -999], [5000, 5000]]
+    visible[[3, 12]] = False
+    pts[20] = np.nan
+    np.testing.assert_allclose(box_from_landmarks(pts, visible), [0, 0, 100, 100], atol=1e-9)
+    with pytest.raises(GeometryError):
+        box_from_landmarks(np.full((21, 2), np.nan))
+
+
+def test_decode_eq8_pose_degrees_and_scores():
+    box = np.array([[10.0, 20.0, 110.0, 220.0]])  # w 100, h 200, centre (60, 120)
+    ab = np.zeros((1, 42))
+    ab[0, 0], ab[0, 1] = 0.1, -0.25      # point 1: x = 0.1*100 + 60, y = -0.25*200 + 120
+    ab[0, 40], ab[0, 41] = -0.5, 0.5     # point 21: the box's bottom-left corner
+    out = {net_io.DETECTION_PROB: np.array([[0.3, 0.7]]), net_io.LANDMARKS: ab,
+           net_io.VISIBILITY: np.linspace(0, 1, 21)[None], net_io.POSE: np.array([[np.pi / 2, 0, -np.pi / 4]]),
+           net_io.GENDER_PROB: np.array([[0.2, 0.8]])}
+    r = decode_outputs(out, box)
+    np.testing.assert_allclose(r.landmarks[0, 0], [70, 70])
+    np.testing.assert_allclose(r.landmarks[0, 20], [10, 220])
+    np.testing.assert_allclose(r.landmarks[0, 1], [60, 120])
+    np.testing.assert_allclose(r.pose_deg[0], [90, 0, -45])
+    assert r.scores[0] == pytest.approx(0.7) and r.gender_prob_male[0] == pytest.approx(0.8)
+    assert np.isnan(r.bbox_deltas).all()  # this net has no box regression
+
+
+def test_irp_adds_boxes_from_predicted_landmarks():
+    calls = []
+
+    def evaluate(boxes):  # a "net" that sees every face 10 px right of its box, and faces only left of x=200
+        calls.append(len(boxes))
+        parts = [region(b + [10, 0, 10, 0], 0.9 if b[0] < 200 else 0.2) for b in boxes]
+        out = Regions.concat(parts)
+        out.boxes = np.asarray(boxes, float)
+        return out
+
+    proposals = np.array([[0, 0, 100, 100], [300, 0, 400, 100.0]])
+    one = iterative_region_proposals(proposals, evaluate, TEST, iterations=1)
+    np.testing.assert_allclose(one.boxes, [[0, 0, 100, 100], [10, 0, 110, 100]], atol=1e-9)
+    assert calls == [2, 1]
+    two = iterative_region_proposals(proposals, evaluate, TEST, iterations=2)
+    np.testing.assert_allclose(two.boxes[:, 0], [0, 10, 20], atol=1e-9)
+    assert len(iterative_region_proposals(proposals, evaluate, TEST, iterations=0)) == 1
+
+
+def lnms_case():
+    return Regions.concat([
+        region([0, 0, 100, 100], 0.9, pose=(0, 0, 10), gender=0.8),
+        region([5, 0, 105, 100], 0.8, pose=(0, 0, 20), gender=0.6),
+        region([10, 0, 110, 100], 0.7, pose=(0, 0, 30), gender=0.4),
+        region([300, 300, 350, 350], 0.6, pose=(0, 5, 0), gender=0.1),
+    ])
+
+
+def test_landmark_nms_medians_of_top_k():
+    faces = landmark_nms(lnms_case(), TEST)  # k = 5: all three overlapping boxes
+    assert [f.score for f in faces] == [0.9, 0.6]
+    np.testing.assert_allclose(faces[0].box, [5, 0, 105, 100], atol=1e-9)
+    np.testing.assert_allclose(faces[0].landmarks, shape_in_box(5, 0, 100), atol=1e-9)
+    assert faces[0].pose_deg[2] == pytest.approx(20) and faces[0].gender_prob_male == pytest.approx(0.6)
+    assert faces[0].visible.all()
+    np.testing.assert_allclose(faces[1].box, [300, 300, 350, 350], atol=1e-9)
+    assert faces[1].gender == "f"
+    top2 = landmark_nms(lnms_case(), dataclasses.replace(TEST, lnms_top_k=2))  # median of 2 = mean of A and B
+    np.testing.assert_allclose(top2[0].box, [2.5, 0, 102.5, 100], atol=1e-9)
+    assert top2[0].pose_deg[2] == pytest.approx(15) and top2[0].gender_prob_male == pytest.approx(0.7)
+
+
+def test_landmark_nms_suppression_threshold():
+    # IoU of A and C is 90/110 = 0.818: a threshold above it keeps C as its own face.
+    faces = landmark_nms(lnms_case(), dataclasses.replace(TEST, lnms_iou=0.85))
+    assert [f.score for f in faces] == [0.9, 0.7, 0.6]
+
+
+def test_nms_and_box_regression_baseline():
+    r = lnms_case()
+    r.bbox_deltas = np.zeros((4, 4))
+    r.bbox_deltas[3] = [0.1, 0.0, np.log(2), 0.0]  # D: shift 5 px right, double width
+    faces = nms_faces(r, TEST)  # nms_iou 0.3: A suppresses B and C
+    assert [f.score for f in faces] == [0.9, 0.6]
+    np.testing.assert_allclose(faces[1].box, [280, 300, 380, 350])
+    b = np.array([[0, 0, 10, 10.0]])
+    g = np.array([[2, 3, 14, 12.0]])
+    np.testing.assert_allclose(bbox_targets(b, g), [[0.3, 0.25, np.log(1.2), np.log(0.9)]])
+    np.testing.assert_allclose(apply_bbox_deltas(b, bbox_targets(b, g)), g)
+
+
+def test_iou_and_nms_hand_cases():
+    a = np.array([[0, 0, 10, 10.0]])
+    b = np.array([[5, 0, 15, 10.0], [20, 20, 30, 30.0]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[50 / 150, 0]])
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.0]])
+    assert nms(boxes, [0.7, 0.8, 0.1], 0.5).tolist() == [1, 2]
+
+
+def test_ssd_rows_to_boxes():
+    det = np.array([[0, 1, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 1, 0.005, 0, 0, 1, 1],   # below 0.01
+                    [-1, 0, 0, 0, 0, 0, 0], [0, 1, 0.3, -0.1, 0.5, 0.2, 1.2]])   # padding row; clipped box
+    np.testing.assert_allclose(ssd_boxes(det, 200, 100, TEST), [[20, 20, 100, 60], [0, 50, 40, 100]])
+
+
+def test_make_batch_subtracts_mean_and_pads_with_it():
+    size, mean = load_config().input.size, load_config().input.mean_bgr
+    img = np.full((50, 60, 3), 200, np.uint8)
+    x = make_batch(img, np.array([[-50, 0, 50, 50], [0, 0, 60, 50.0]]), size, mean)
+    assert x.shape == (2, 3, size, size) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, :, 10, 5], [0, 0, 0])                       # outside: mean -> 0
+    np.testing.assert_allclose(x[0, :, 10, size - 5], 200 - np.array(mean))     # inside the image
+    np.testing.assert_allclose(x[1], np.broadcast_to((200 - np.array(mean))[:, None, None], (3, size, size)))
