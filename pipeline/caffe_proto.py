@@ -7,7 +7,7 @@ Resolution order:
      scripts/caffe_prefix.sh)/python, $CAFFE_ROOT/python, $CAFFE_ROOT/build/include or any sys.path
      entry, loaded by file path (no `import caffe`, so no _caffe.so);
   3. generated with `protoc` from $CAFFE_ROOT/src/caffe/proto/caffe.proto into
-     ~/.cache/hyperface/caffe_pb2/ (or $HYPERFACE_CACHE).
+     ~/.cache/hyperface/caffe_pb2/ (or $HYPERFACE_MODEL_CACHE).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """Where expanded weights and generated protobuf code go."""
-    return Path(os.environ.get("HYPERFACE_CACHE", Path.home() / ".cache" / "hyperface"))
+    """Where expanded weights and generated protobuf code go ($HYPERFACE_MODEL_CACHE)."""
+    return Path(os.environ.get("HYPERFACE_MODEL_CACHE", Path.home() / ".cache" / "hyperface"))
 
 
 def _caffe_prefix() -> Path | None:

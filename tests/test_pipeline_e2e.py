@@ -1,0 +1,190 @@
+"""End to end: model directories, both backends, the API and the folder CLI (resume after kill -9,
+bad inputs, JSON schema) on real images from ../shared/data with a tiny fixture net."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+
+from core.config import load_config
+from pipeline import HyperFace, box_from_landmarks
+from pipeline.cli import RUN_LOG, run
+from pipeline.errors import ModelError
+from pipeline.fixtures import make_model_dir
+from pipeline.geometry import mean_shape
+from pipeline.model_store import load_model, read_caffemodel, write_caffemodel
+from pipeline.net_shapes import infer_shapes, random_weights
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+AFW = DATA / "afw_sample"
+TINY = REPO / "tests" / "fixtures" / "tiny_hyperface" / "deploy.prototxt"
+SSD = REPO / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"
+SCHEMA = json.loads((REPO / "pipeline" / "face_schema.json").read_text())
+AFW_IMAGES = [AFW / f"{n}.jpg" for n in ("1004109301", "1051618982", "111076519")]
+
+
+def tiny_weights(seed=0):
+    """Random features, but heads that give a mean-shape face in every box and varied scores."""
+    w = random_weights(TINY, seed)
+    for k in ("conv1", "conv2", "fc_full"):
+        w[k][0] *= 0.05
+    w["fc_detection"][1][:] = 0
+    w["landmarks"][0][:] = 0
+    w["landmarks"][1][:] = (mean_shape() - 0.5).ravel()  # eq. 2 targets of the mean shape in its own box
+    w["visibility"][0][:] = 0
+    w["visibility"][1][:] = np.linspace(0, 1, 21)
+    return w
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HYPERFACE_MODEL_CACHE", str(root / "cache"))  # expanded fp16 weights go here
+    model = make_model_dir(TINY, root / "model", tiny_weights(), fp16=True)
+    if SSD.is_file():
+        make_model_dir(SSD, model / "proposals", random_weights(SSD, 1), fp16=True)
+    cfg = root / "small.yaml"
+    cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\n"
+                   "test: {batch_size: 16, max_image_side: 700}\n")
+    yield {"root": root, "model": model, "config": cfg}
+    patch.undo()
+
+
+def test_net_shapes_and_flops_by_hand():
+    s = infer_shapes(TINY, batch=2)
+    assert s.blobs["conv1"] == (2, 8, 55, 55) and s.blobs["pool2"] == (2, 8, 7, 7)
+    assert s.params["conv2"] == [(8, 4, 3, 3), (8,)] and s.params["fc_full"] == [(16, 392), (16,)]
+    conv = 2 * 2 * (8 * 55 * 55 * 3 * 11 * 11 + 8 * 14 * 14 * 4 * 3 * 3)
+    fc = 2 * 2 * (392 * 16 + 16 * (2 + 42 + 21 + 3 + 2 + 4))
+    assert s.total_flops == conv + fc
+
+
+def test_model_store_fp16_roundtrip_and_errors(env, tmp_path):
+    model = load_model(env["model"])
+    assert model.meta["label_layout_version"] == 1 and model.meta["input"]["size"] == load_config().input.size
+    got = read_caffemodel(model.caffemodel)
+    for layer, blobs in tiny_weights().items():
+        for a, b in zip(blobs, got[layer]):
+            np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32))
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nope")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "deploy.prototxt").write_text(TINY.read_text())
+    with pytest.raises(ModelError, match="no weights"):
+        load_model(bad)
+    (bad / "weights.caffemodel").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelError, match=str(bad / "weights.caffemodel")):
+        read_caffemodel(bad / "weights.caffemodel")
+    with pytest.raises(ModelError, match="do not fit"):
+        write_caffemodel(TINY, {**tiny_weights(), "conv1": [np.zeros((3, 3)), np.zeros(8)]}, tmp_path / "x.caffemodel")
+
+
+def test_backends_agree_on_random_weights(tmp_path):
+    pytest.importorskip("caffe", reason="pycaffe not built yet (make setup)")
+    from pipeline.backends import make_backend
+    for prototxt in [TINY] + [p for p in [REPO / "prototxt" / "hyperface" / "deploy.prototxt"] if p.is_file()]:
+        cm = write_caffemodel(prototxt, random_weights(prototxt, 3), tmp_path / f"{prototxt.parent.name}.caffemodel")
+        batch = np.random.default_rng(0).normal(0, 30, (3, 3, 227, 227)).astype(np.float32)
+        a = make_backend("opencv", prototxt, cm).forward(batch)
+        b = make_backend("caffe", prototxt, cm).forward(batch)
+        assert set(a) == set(b)
+        for name in a:
+            assert a[name].shape == b[name].shape
+            np.testing.assert_allclose(a[name], b[name], atol=1e-4, rtol=1e-4, err_msg=f"{prototxt}: {name}")
+
+
+def test_api_detect_on_a_real_image(env):
+    hf = HyperFace(env["model"], config=env["config"])
+    image = cv2.imread(str(AFW_IMAGES[0]))
+    faces = hf.detect(image)
+    assert hf.last_timings["num_proposals"] <= 40 and len(faces) >= 1
+    f = faces[0]
+    assert f.box.shape == (4,) and f.landmarks.shape == (21, 2) and np.isfinite(f.landmarks).all()
+    # the fixture net predicts the mean shape in every box, so each face box is the fit of its landmarks
+    np.testing.assert_allclose(f.box, box_from_landmarks(f.landmarks, f.visible), atol=1e-6)
+    assert f.visible.tolist() == (np.linspace(0, 1, 21) >= load_config().test.visibility_threshold).tolist()
+    assert [x.score for x in faces] == sorted((x.score for x in faces), reverse=True)
+    gray = hf.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))  # converted, not an error
+    assert isinstance(gray, list)
+    nms = HyperFace(env["model"], config=env["config"], post="nms", irp_iterations=0).detect(image)
+    assert len(nms) >= 1 and all(0 <= x.score <= 1 for x in nms)
+
+
+@pytest.mark.skipif(not SSD.is_file(), reason="prototxt/fast_hyperface_ssd/deploy.prototxt not there")
+def test_ssd_proposals_fast_hyperface(env):
+    hf = HyperFace(env["model"], config=env["config"], proposals="ssd")
+    boxes = hf.propose(cv2.imread(str(AFW_IMAGES[1])))
+    assert 0 < len(boxes) <= load_config().test.ssd_max_proposals
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert isinstance(hf.detect(cv2.imread(str(AFW_IMAGES[1]))), list)
+
+
+def bad_inputs(folder: Path) -> dict[str, str]:
+    """Write one file per kind of bad input; returns name -> expected run-log word."""
+    folder.mkdir()
+    raw = AFW_IMAGES[2].read_bytes()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(raw[: len(raw) // 2])
+    (folder / "notimage.png").write_text("this is not an image\n")
+    colour = cv2.imread(str(AFW_IMAGES[2]))
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "rgba.png"), cv2.cvtColor(colour, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(folder / "deep16.png"), colour.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "huge.png"), cv2.resize(colour, (1400, 1000)))  # > max_image_side 700
+    return {"empty": "SKIPPED", "truncated": "SKIPPED", "notimage": "SKIPPED", "gray": "CONVERTED",
+            "rgba": "CONVERTED", "deep16": "CONVERTED", "huge": "CONVERTED"}
+
+
+def test_cli_resume_after_kill_and_bad_inputs(env, tmp_path):
+    out = tmp_path / "out"
+    images = tmp_path / "images"
+    expected = bad_inputs(images)
+    cmd = [sys.executable, "-m", "pipeline", "run", *map(str, AFW_IMAGES), str(images), "--model", str(env["model"]),
+           "--out", str(out), "--config", str(env["config"])]
+    # 1) a run killed with SIGKILL as soon as its first result is written
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*.json")) and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert len(first) >= 1
+    # 2) the rerun finishes the rest and redoes nothing already written
+    counts = run([*AFW_IMAGES, images], env["model"], out, config=env["config"], progress=False)
+    good = [p.stem for p in AFW_IMAGES] + [k for k, v in expected.items() if v == "CONVERTED"]
+    assert sorted(p.stem for p in out.glob("*.json")) == sorted(good)
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(good)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert counts["already_done"] == len(first) and counts["done"] == len(good) - len(first)
+    assert counts["skipped"] == 3
+    for name, mtime in first.items():
+        assert (out / name).stat().st_mtime_ns == mtime
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for p in out.glob("*.json"):
+        doc = json.loads(p.read_text())
+        validator.validate(doc)
+        assert cv2.imread(str(out / f"{p.stem}.png")).shape[:2] == (doc["height"], doc["width"])
+    huge = json.loads((out / "huge.json").read_text())
+    assert (huge["width"], huge["height"]) == (1400, 1000) and "downscaled" in huge["notes"][0]
+    log_lines = (out / RUN_LOG).read_text().splitlines()
+    for name, kind in expected.items():
+        mine = [line for line in log_lines if line.startswith(f"{kind} {images / name}")]
+        assert len(mine) == 1, (name, log_lines)
+    assert any("empty file" in line for line in log_lines) and any("truncated JPEG" in line for line in log_lines)
+    # 3) a third run does nothing and adds no line twice
+    again = run([*AFW_IMAGES, images], env["model"], out, config=env["config"], progress=False)
+    assert again["done"] == 0 and again["already_done"] == len(good)
+    lines_after = (out / RUN_LOG).read_text().splitlines()
+    assert len(lines_after) == len(set(lines_after))
