@@ -137,7 +137,9 @@ class Builder:
                                              loss_param=dict(ignore_label=IGNORE_LABEL))
         for task in ("landmarks", "visibility", "pose"):
             n[f"{task}_masked"] = L.Eltwise(n[f"{task}_pred"], n[f"{task}_mask"], operation=P.Eltwise.PROD)
-            n[f"loss_{task}"] = L.EuclideanLoss(n[f"{task}_masked"], n[task], loss_weight=getattr(weights, task))
+            n[f"{task}_target_masked"] = L.Eltwise(n[task], n[f"{task}_mask"], operation=P.Eltwise.PROD)
+            n[f"loss_{task}"] = L.EuclideanLoss(n[f"{task}_masked"], n[f"{task}_target_masked"],
+                                                loss_weight=getattr(weights, task))
         n.loss_gender = L.SoftmaxWithLoss(n.gender_score, n.gender, loss_weight=weights.gender,
                                           loss_param=dict(ignore_label=IGNORE_LABEL))
         unused = [n[name] for name in ("bbox_targets", "bbox_mask", "landmarks68", "landmarks68_mask")]
