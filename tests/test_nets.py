@@ -202,3 +202,27 @@ def test_net_surgery_copies_trunk_bit_exactly(tmp_path):
     hyperface = caffe.Net(str(model_path("hyperface")), caffe.TEST)
     with pytest.raises(SurgeryError, match=r"layer 'detection_score': source shapes \[\(2, 4096\), \(2,\)\] != target"):
         copy_params(src, hyperface)
+
+
+def test_ssd_train_val_builds_on_annotated_lmdb(tmp_path):
+    """A 2-image AnnotatedDatum LMDB (AFLW crops, the face box normalised) feeds the SSD train net."""
+    import lmdb
+    from caffe.proto import caffe_pb2
+    db = tmp_path / "ssd_lmdb"
+    with lmdb.open(str(db), map_size=1 << 26) as env, env.begin(write=True) as txn:
+        for i, (image, _) in enumerate(aflw_samples(2)):
+            anno = caffe_pb2.AnnotatedDatum(type=caffe_pb2.AnnotatedDatum.BBOX)
+            ok, jpg = cv2.imencode(".jpg", image)
+            anno.datum.CopyFrom(caffe_pb2.Datum(channels=3, height=image.shape[0], width=image.shape[1],
+                                                data=jpg.tobytes(), encoded=True))
+            group = anno.annotation_group.add(group_label=1)
+            group.annotation.add(instance_id=0, bbox=caffe_pb2.NormalizedBBox(xmin=0.2, ymin=0.15, xmax=0.8, ymax=0.9))
+            txn.put(f"{i:08d}".encode(), anno.SerializeToString())
+    path = tmp_path / "ssd_train_val.prototxt"
+    path.write_text(with_data_sources(model_path("fast_hyperface_ssd", "train_val"), train_images=db,
+                                      train_labels=None, batch_size=2))
+    net = caffe.Net(str(path), caffe.TRAIN)
+    net.forward()
+    assert net.blobs["data"].data.shape == (2, 3, 512, 512)
+    assert net.blobs["mbox_priorbox"].data.shape == (1, 2, 4 * 2 * (64**2 + 32**2 + 16**2 + 8**2 + 4**2 + 2**2))
+    assert np.isfinite(net.blobs["mbox_loss"].data).all() and float(net.blobs["mbox_loss"].data) > 0
