@@ -134,8 +134,14 @@ def crop_and_warp(image: np.ndarray, box: np.ndarray, size: int, mean_bgr) -> np
     cut = image[max(iy1, 0):max(min(iy2, h), 0), max(ix1, 0):max(min(ix2, w), 0)]
     pad = [max(0, -iy1), max(0, iy2 - h), max(0, -ix1), max(0, ix2 - w)]
     fill = tuple(float(v) for v in mean_bgr)
+    # A box far larger than the output is shrunk before padding, so huge boxes never allocate huge crops.
+    fx, fy = min(1.0, 2.0 * size / (ix2 - ix1)), min(1.0, 2.0 * size / (iy2 - iy1))
+    if (fx < 1.0 or fy < 1.0) and cut.size:
+        cut = cv2.resize(cut, (max(1, round(cut.shape[1] * fx)), max(1, round(cut.shape[0] * fy))),
+                         interpolation=cv2.INTER_AREA)
+    pad = [round(pad[0] * fy), round(pad[1] * fy), round(pad[2] * fx), round(pad[3] * fx)]
     if cut.size == 0:
-        cut = np.empty((iy2 - iy1, ix2 - ix1, 3), image.dtype)
+        cut = np.empty((max(1, round((iy2 - iy1) * fy)), max(1, round((ix2 - ix1) * fx)), 3), image.dtype)
         cut[...] = np.asarray(mean_bgr, dtype=np.float64).round().astype(image.dtype)
     elif any(pad):
         cut = cv2.copyMakeBorder(cut, *pad, cv2.BORDER_CONSTANT, value=fill)

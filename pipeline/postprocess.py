@@ -16,7 +16,8 @@ from core import net_io
 from core.aflw21 import NUM_POINTS
 from core.config import TestConfig
 from core.face import Face
-from pipeline.geometry import apply_bbox_deltas, boxes_from_landmarks, box_from_landmarks, iou_matrix, nms
+from pipeline.errors import GeometryError
+from pipeline.geometry import apply_bbox_deltas, box_from_landmarks, iou_matrix, nms
 
 
 @dataclass
@@ -82,9 +83,19 @@ def visible_mask(visibility: np.ndarray, test: TestConfig) -> np.ndarray:
 
 def landmark_boxes(regions: Regions, test: TestConfig) -> np.ndarray:
     """FaceRectCalculator over regions: one face box (n, 4) per region from its landmarks."""
-    if len(regions) == 0:
-        return np.zeros((0, 4))
-    return boxes_from_landmarks(regions.landmarks, visible_mask(regions.visibility, test))
+    boxes = np.full((len(regions), 4), np.nan)
+    visible = visible_mask(regions.visibility, test)
+    for i, (lms, vis) in enumerate(zip(regions.landmarks, visible)):
+        try:
+            boxes[i] = box_from_landmarks(lms, vis)
+        except GeometryError:  # degenerate prediction: no box (NaN), dropped by the callers
+            pass
+    return boxes
+
+
+def _usable(boxes: np.ndarray) -> np.ndarray:
+    """Rows that are finite boxes of positive size."""
+    return np.isfinite(boxes).all(axis=1) & (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
 
 
 def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray], Regions], test: TestConfig,
@@ -103,7 +114,8 @@ def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray
     for stage in range(iterations):
         if len(newest) == 0:
             break
-        newest = evaluate(landmark_boxes(newest, test))
+        new_boxes = landmark_boxes(newest, test)
+        newest = evaluate(new_boxes[_usable(new_boxes)])
         detected.append(newest)
     final = Regions.concat(detected)
     return final.select(final.scores >= test.detection_threshold)
@@ -124,6 +136,10 @@ def landmark_nms(regions: Regions, test: TestConfig) -> list[Face]:
     if len(regions) == 0:
         return []
     boxes = landmark_boxes(regions, test)
+    usable = _usable(boxes)
+    regions, boxes = regions.select(usable), boxes[usable]
+    if len(regions) == 0:
+        return []
     keep = nms(boxes, regions.scores, test.lnms_iou)
     overlaps = iou_matrix(boxes[keep], boxes)
     faces = []
@@ -133,7 +149,10 @@ def landmark_nms(regions: Regions, test: TestConfig) -> list[Face]:
         top = members[np.argsort(-regions.scores[members], kind="stable")[:test.lnms_top_k]]
         lms = np.median(regions.landmarks[top], axis=0)
         vis = np.median(regions.visibility[top], axis=0)
-        box = box_from_landmarks(lms, visible_mask(vis, test))
+        try:
+            box = box_from_landmarks(lms, visible_mask(vis, test))
+        except GeometryError:
+            box = boxes[i]
         faces.append(_face(box, regions.scores[i], lms, vis, np.median(regions.pose_deg[top], axis=0),
                            np.median(regions.gender_prob_male[top]), test))
     return faces

@@ -188,3 +188,17 @@ def test_cli_resume_after_kill_and_bad_inputs(env, tmp_path):
     assert again["done"] == 0 and again["already_done"] == len(good)
     lines_after = (out / RUN_LOG).read_text().splitlines()
     assert len(lines_after) == len(set(lines_after))
+
+
+def test_speed_benchmark_quick(tmp_path):
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "speed.py"), "--quick", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HYPERFACE_MODEL_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["net_gflops_per_region"] == pytest.approx(infer_shapes(TINY, batch=1).total_flops / 1e9)
+    assert res["ss_quality_boxes"] >= res["ss_fast_boxes"] > 0
+    assert res["forward_opencv_bs1_per_s"] > 0 and 0 < res["forward_opencv_bs4_peak_fraction"] < 1.5
+    assert res["hyperface_s_per_image"] > 0 and res["peak_rss_mb"] > 0
+    assert "proposals/s" in done.stdout and "s/image" in done.stdout
