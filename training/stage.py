@@ -1,0 +1,144 @@
+"""One training stage: a net of prototxt/ trained by pycaffe's SGD solver from a pair of LMDBs.
+
+The run folder holds everything the stage needs to resume after a kill: the concrete train_val and
+solver (sources rewritten), snapshots (`snapshots/<model>_iter_N.{caffemodel,solverstate}`), the
+loss CSV and its PNG. Rerunning the same command restores the newest solverstate and goes on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import REPO_ROOT
+from prototxt.netspec_utils import solver_for, with_data_sources
+from training.loss_log import LossLog, plot_log, truncate_log
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_RE = re.compile(r"_iter_(\d+)\.solverstate$")
+
+
+class TrainingError(RuntimeError):
+    """A stage that cannot start or go on; the message names the file at fault."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    model: str                 # folder under prototxt/, e.g. "rcnn_face" or "hyperface"
+    lmdb_dir: Path             # holds images_lmdb/ and labels_lmdb/ (data_prep output)
+    run_dir: Path              # where this stage writes
+    max_iter: int
+    batch_size: int = 32
+    base_lr: float | None = None
+    snapshot_every: int = 200
+    init_weights: Path | None = None   # caffemodel to start from (net surgery output)
+    seed: int = 0
+
+
+def latest_solverstate(snapshot_dir: Path) -> tuple[int, Path] | None:
+    """(iteration, path) of the newest solverstate in `snapshot_dir`, or None."""
+    found = []
+    for path in snapshot_dir.glob("*.solverstate"):
+        m = _SNAPSHOT_RE.search(path.name)
+        if m and path.with_suffix(".caffemodel").exists():
+            found.append((int(m.group(1)), path))
+    return max(found) if found else None
+
+
+def prune_snapshots(snapshot_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` snapshot pairs (each HyperFace pair is ~300 MB)."""
+    found = sorted((int(m.group(1)), p) for p in snapshot_dir.glob("*.solverstate")
+                   if (m := _SNAPSHOT_RE.search(p.name)))
+    for _, path in found[:-keep]:
+        path.unlink(missing_ok=True)
+        path.with_suffix(".caffemodel").unlink(missing_ok=True)
+
+
+def prepare_run(spec: StageSpec) -> Path:
+    """Write the concrete train_val + solver into the run folder; return the solver path."""
+    net_dir = REPO_ROOT / "prototxt" / spec.model
+    if not (net_dir / "train_val.prototxt").exists():
+        raise TrainingError(f"{net_dir}: no train_val.prototxt (unknown model {spec.model!r})")
+    images, labels = spec.lmdb_dir / "images_lmdb", spec.lmdb_dir / "labels_lmdb"
+    for path in (images, labels):
+        if not (path / "data.mdb").exists():
+            raise TrainingError(f"{path}: LMDB not found (build it with `python -m data_prep`)")
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "snapshots").mkdir(exist_ok=True)
+    net_path = spec.run_dir / "train_val.prototxt"
+    net_path.write_text(with_data_sources(net_dir / "train_val.prototxt", train_images=images,
+                                          train_labels=labels, batch_size=spec.batch_size))
+    solver_path = spec.run_dir / "solver.prototxt"
+    solver_path.write_text(solver_for(
+        net_dir / "solver.prototxt", net_path, spec.run_dir / "snapshots" / spec.model,
+        max_iter=spec.max_iter, base_lr=spec.base_lr, test_iter=0, display=0, snapshot=0,
+        random_seed=spec.seed))
+    return solver_path
+
+
+def _loss_blobs(net) -> list[str]:
+    return [name for name in net.outputs if name.startswith("loss")]
+
+
+def run_stage(spec: StageSpec, progress: bool = True) -> Path:
+    """Train (or resume) the stage up to spec.max_iter; return the final caffemodel path."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    from tqdm import tqdm
+
+    final = spec.run_dir / f"{spec.model}_final.caffemodel"
+    solver_path = prepare_run(spec)
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(spec.seed)
+    solver = caffe.get_solver(str(solver_path))
+
+    resumed = latest_solverstate(spec.run_dir / "snapshots")
+    if resumed is not None:
+        log.info("%s: resuming from %s", spec.model, resumed[1])
+        solver.restore(str(resumed[1]))
+    elif spec.init_weights is not None:
+        if not Path(spec.init_weights).exists():
+            raise TrainingError(f"{spec.init_weights}: initial weights not found")
+        solver.net.copy_from(str(spec.init_weights))
+    start = solver.iter
+
+    csv_path = spec.run_dir / "losses.csv"
+    truncate_log(csv_path, start)
+    names = _loss_blobs(solver.net)
+    loss_log = LossLog(csv_path, names)
+
+    stop = {"now": False}
+
+    def _request_stop(signum, _frame):
+        log.warning("signal %d: snapshotting at the next iteration, then stopping", signum)
+        stop["now"] = True
+
+    old = signal.signal(signal.SIGTERM, _request_stop)
+    bar = tqdm(total=spec.max_iter, initial=start, desc=spec.model, disable=not progress, unit="it")
+    try:
+        while solver.iter < spec.max_iter and not stop["now"]:
+            solver.step(1)
+            values = {n: float(solver.net.blobs[n].data) for n in names}
+            loss_log.append(solver.iter, values)
+            bar.update(1)
+            bar.set_postfix({n.replace("loss_", ""): f"{v:.3g}" for n, v in values.items()}, refresh=False)
+            if solver.iter % spec.snapshot_every == 0 or solver.iter == spec.max_iter or stop["now"]:
+                loss_log.flush()
+                solver.snapshot()
+                prune_snapshots(spec.run_dir / "snapshots", keep=2)
+                plot_log(csv_path, spec.run_dir / "losses.png", title=spec.model)
+    finally:
+        bar.close()
+        loss_log.close()
+        signal.signal(signal.SIGTERM, old)
+    if stop["now"]:
+        raise TrainingError(f"{spec.run_dir}: stopped by signal at iteration {solver.iter}; rerun to resume")
+    solver.net.save(str(final))
+    plot_log(csv_path, spec.run_dir / "losses.png", title=spec.model)
+    log.info("%s: %d iterations done (%d this run); weights %s", spec.model, solver.iter,
+             solver.iter - start, final)
+    return final
