@@ -1,6 +1,6 @@
 """data_prep LMDBs from a slice of the real HELEN trainset: exact round trip, resume, Caffe Data layer."""
+import gc
 import json
-import os
 
 import numpy as np
 import pytest
@@ -156,6 +156,8 @@ def test_caffe_data_layers_read_the_pair(helen_build, tmp_path, repo_root):
     labels = np.stack([lab for _, _, lab in first])
     for name in SEGMENTS:
         np.testing.assert_array_equal(net.blobs[name].data.reshape(4, -1), labels[:, OFFSETS[name]])
+    del net  # LMDB forbids opening one environment twice in a process: free the first net's readers
+    gc.collect()
     train_val = repo_root / "prototxt" / "hyperface" / "train_val.prototxt"
     try:
         from prototxt.netspec_utils import with_data_sources

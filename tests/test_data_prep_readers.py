@@ -92,7 +92,7 @@ def test_aflw2000_reader(data):
 
 
 def test_aflw_crops_reader(data):
-    records = read_aflw_crops(data / "aflw_crops")
+    records = read_aflw_crops(data / "aflw_crops", split="all")
     assert len(records) == 18585 - 52                                 # 52 bad crops skipped (README)
     face = records[0].faces[0]
     assert records[0].image_id == "image04378"
@@ -118,7 +118,7 @@ def test_wider_reader(data):
 
 
 def test_utkface_reader(data):
-    records = read_utkface(data / "utkface")
+    records = read_utkface(data / "utkface", split="all")
     assert len(records) == 3000
     assert sum(r.faces[0].gender == "m" for r in records) == 1500
     assert records[0].faces[0].gender == "f"
