@@ -47,7 +47,7 @@ help:
 setup: $(SETUP_STAMP)
 
 # Re-run when the inputs change, or when the cached Caffe/venv went missing.
-$(SETUP_STAMP): requirements.txt third_party/caffe/caffe.patch scripts/setup_caffe.sh \
+$(SETUP_STAMP): requirements.txt $(sort $(wildcard third_party/caffe/*.patch)) scripts/setup_caffe.sh \
                 scripts/caffe_prefix.sh $(CAFFE_PREFIX)/.complete $(PY)
 	bash $(ROOT)/scripts/setup_caffe.sh
 	@touch $@
