@@ -54,6 +54,8 @@ class SamplingConfig:
     seed: int = 0
     min_face_side: int = 20              # faces smaller than this (px) are "ignore" regions, never positives
     aflw_test_images: int = 1000         # AFLW images held out for testing (Section 5)
+    aflw_crops_test_images: int = 1000   # aflw_crops held out (core/splits.py); benchmarks score these
+    utkface_test_images: int = 500       # UTKFace chips held out for the gender benchmark
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import numpy as np
 
 from benchmarks.errors import BenchmarkDataError
 from core.aflw21 import NUM_POINTS
+from core.config import load_config
+from core.splits import select_split
 from core.records import FaceRecord, ImageRecord
 
 EXPECTED_CROPS = "AFLW crops: <dir>/annotations.csv (image,yaw_deg,x1,y1,...,x21,y21) and <dir>/images/*.jpg"
@@ -28,7 +30,9 @@ def _points_box(lm: np.ndarray) -> np.ndarray:
     return np.array([vis[:, 0].min(), vis[:, 1].min(), vis[:, 0].max(), vis[:, 1].max()])
 
 
-def load_aflw_crops(aflw_dir: str | Path) -> list[ImageRecord]:
+def load_aflw_crops(aflw_dir: str | Path, split: str = "test", config=None) -> list[ImageRecord]:
+    """The held-out `split` of aflw_crops (core/splits.py; data_prep trains on 'train' only)."""
+    cfg = config or load_config()
     aflw_dir = Path(aflw_dir)
     path = aflw_dir / "annotations.csv"
     if not path.is_file():
@@ -39,7 +43,11 @@ def load_aflw_crops(aflw_dir: str | Path) -> list[ImageRecord]:
         header = next(reader, None)
         if not header or header[:2] != ["image", "yaw_deg"] or len(header) != 2 + 2 * NUM_POINTS:
             raise BenchmarkDataError(path, f"header must be image,yaw_deg,x1,y1,...,x{NUM_POINTS},y{NUM_POINTS}")
-        for line_no, row in enumerate(reader, start=2):
+        rows = list(reader)
+        names = [row[0] for row in rows]
+        in_split = {n for n, keep in zip(names, select_split(names, split, cfg.sampling.aflw_crops_test_images,
+                                                               "aflw_crops")) if keep}
+        for line_no, row in enumerate(rows, start=2):
             try:
                 vals = np.array(row[1:], dtype=np.float64)
             except ValueError:
@@ -48,6 +56,8 @@ def load_aflw_crops(aflw_dir: str | Path) -> list[ImageRecord]:
                 raise BenchmarkDataError(path, f"line {line_no}: {len(row)} columns, expected {len(header)}")
             lm = vals[1:].reshape(NUM_POINTS, 2)
             lm[(lm == -1).all(axis=1)] = np.nan
+            if row[0] not in in_split:
+                continue
             records.append(ImageRecord(path=aflw_dir / row[0], image_id=Path(row[0]).stem, faces=[
                 FaceRecord(box=_points_box(lm), landmarks=lm,
                            pose_deg=np.array([np.nan, np.nan, vals[0]]), face_id=Path(row[0]).stem)]))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.errors import BenchmarkDataError
+from core.config import load_config
+from core.splits import select_split
 
 EXPECTED_CELEBA = ("CelebA: <dir>/list_attr_celeba.txt, <dir>/list_eval_partition.txt and images in "
                    "<dir>/img_align_celeba/ (or <dir>/img_celeba/)")
@@ -76,13 +78,20 @@ def load_lfwa(lfwa_dir: str | Path) -> list[GenderSample]:
     return out
 
 
-def load_utkface(utk_dir: str | Path) -> list[GenderSample]:
+def load_utkface(utk_dir: str | Path, split: str = "test", config=None) -> list[GenderSample]:
+    """The held-out `split` of UTKFace (core/splits.py; data_prep trains on 'train' only)."""
+    cfg = config or load_config()
     utk_dir = Path(utk_dir)
     path = _need(utk_dir / "labels.csv", EXPECTED_UTK)
     out = []
     with path.open(newline="") as fh:
-        for line_no, row in enumerate(csv.DictReader(fh), start=2):
-            if row.get("gender") not in ("m", "f"):
-                raise BenchmarkDataError(path, f"line {line_no}: gender must be m or f, got {row.get('gender')!r}")
-            out.append(GenderSample(Path(row["image"]).name.split(".")[0], utk_dir / row["image"], row["gender"]))
+        rows = list(csv.DictReader(fh))
+    names = [row.get("image", "") for row in rows]
+    keep = select_split(names, split, cfg.sampling.utkface_test_images, "utkface")
+    for line_no, (row, kept) in enumerate(zip(rows, keep), start=2):
+        if not kept:
+            continue
+        if row.get("gender") not in ("m", "f"):
+            raise BenchmarkDataError(path, f"line {line_no}: gender must be m or f, got {row.get('gender')!r}")
+        out.append(GenderSample(Path(row["image"]).name.split(".")[0], utk_dir / row["image"], row["gender"]))
     return out

@@ -24,11 +24,11 @@ def read_dataset(name: str, root, split: str = "train", limit: int | None = None
     if name == "aflw2000":
         return read_aflw2000(root, split=split, limit=limit)
     if name == "aflw_crops":
-        return read_aflw_crops(root, split=split, limit=limit)
+        return read_aflw_crops(root, split=split, limit=limit, config=config)
     if name == "wider":
         return read_wider(root, split=split, limit=limit, config=config)
     if name == "utkface":
-        return read_utkface(root, split=split, limit=limit)
+        return read_utkface(root, split=split, limit=limit, config=config)
     raise DataPrepError(root, f"unknown dataset {name!r}")
 
 

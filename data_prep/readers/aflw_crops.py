@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from core.aflw21 import NUM_POINTS
+from core.config import HyperFaceConfig, load_config
 from core.records import FaceRecord, ImageRecord
+from core.splits import select_split
 from data_prep.errors import DataPrepError
 from data_prep.readers.common import apply_limit
 
@@ -23,8 +25,11 @@ CROP_SIZE = 120
 VALID_RANGE = (-5.0, 125.0)  # visible coordinates outside this mark a bad crop (data README)
 
 
-def read_aflw_crops(root: str | Path, split: str = "train", limit: int | None = None) -> list[ImageRecord]:
-    """ImageRecords of `<root>/annotations.csv` in file order (the set has no split; `split` unused)."""
+def read_aflw_crops(root: str | Path, split: str = "train", limit: int | None = None,
+                    config: HyperFaceConfig | None = None) -> list[ImageRecord]:
+    """ImageRecords of `<root>/annotations.csv` in file order. The set ships without a split:
+    `split` is 'train', 'test' (SamplingConfig.aflw_crops_test_images held out, core/splits.py) or 'all'."""
+    cfg = config or load_config()
     root = Path(root)
     csv_path = root / "annotations.csv"
     if not csv_path.is_file():
@@ -41,10 +46,14 @@ def read_aflw_crops(root: str | Path, split: str = "train", limit: int | None = 
     invisible = (pts == -1).all(axis=2)
     outside = ((pts < VALID_RANGE[0]) | (pts > VALID_RANGE[1])).any(axis=2) & ~invisible
     bad = outside.any(axis=1)
+    try:
+        in_split = np.array(select_split(list(frame["image"]), split, cfg.sampling.aflw_crops_test_images, "aflw_crops"))
+    except ValueError as err:
+        raise DataPrepError(csv_path, str(err)) from None
     if bad.any():
         log.info("%s: skipped %d bad crops (visible point outside %s)", csv_path, int(bad.sum()), VALID_RANGE)
     records = []
-    for i in np.flatnonzero(~bad):
+    for i in np.flatnonzero(~bad & in_split):
         landmarks = pts[i].copy()
         landmarks[invisible[i]] = np.nan
         yaw = float(frame["yaw_deg"][i])

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.config import HyperFaceConfig, load_config
 from core.records import FaceRecord, ImageRecord
+from core.splits import select_split
 from data_prep.errors import DataPrepError
 from data_prep.readers.common import apply_limit
 
@@ -18,8 +20,11 @@ CHIP_SIZE = 128
 FACE_FRACTION = 0.8  # the face box covers the central 80 % of the chip
 
 
-def read_utkface(root: str | Path, split: str = "train", limit: int | None = None) -> list[ImageRecord]:
-    """ImageRecords of `<root>/labels.csv` in file order (no split; `split` unused)."""
+def read_utkface(root: str | Path, split: str = "train", limit: int | None = None,
+                 config: HyperFaceConfig | None = None) -> list[ImageRecord]:
+    """ImageRecords of `<root>/labels.csv` in file order. The set ships without a split: `split` is
+    'train', 'test' (SamplingConfig.utkface_test_images held out, core/splits.py) or 'all'."""
+    cfg = config or load_config()
     root = Path(root)
     csv_path = root / "labels.csv"
     if not csv_path.is_file():
@@ -29,10 +34,16 @@ def read_utkface(root: str | Path, split: str = "train", limit: int | None = Non
         raise DataPrepError(csv_path, "missing column image or gender")
     margin = CHIP_SIZE * (1 - FACE_FRACTION) / 2
     box = np.array([margin, margin, CHIP_SIZE - margin, CHIP_SIZE - margin])
+    try:
+        in_split = select_split(list(frame["image"]), split, cfg.sampling.utkface_test_images, "utkface")
+    except ValueError as err:
+        raise DataPrepError(csv_path, str(err)) from None
     records = []
-    for row, (image, gender) in enumerate(zip(frame["image"], frame["gender"])):
+    for row, (image, gender, keep) in enumerate(zip(frame["image"], frame["gender"], in_split)):
         if gender not in ("m", "f"):
             raise DataPrepError(csv_path, f"row {row + 2}: gender {gender!r} is not m or f")
+        if not keep:
+            continue
         face = FaceRecord(box=box, gender=gender, face_id=Path(image).name)
         records.append(ImageRecord(path=root / image, faces=[face], width=CHIP_SIZE, height=CHIP_SIZE,
                                    image_id=Path(image).name))

@@ -1,0 +1,34 @@
+"""core/splits.py: the held-out split shared by data_prep (train) and benchmarks (test)."""
+import pytest
+
+from core.splits import select_split, held_out_names
+
+
+def test_split_is_disjoint_complete_and_order_free():
+    names = [f"img{i:04d}" for i in range(200)]
+    test = held_out_names(names, 30, "s")
+    assert len(test) == 30
+    assert test == held_out_names(list(reversed(names)), 30, "s")        # file order does not matter
+    train_mask = select_split(names, "train", 30, "s")
+    test_mask = select_split(names, "test", 30, "s")
+    assert sum(train_mask) == 170 and sum(test_mask) == 30
+    assert not any(a and b for a, b in zip(train_mask, test_mask))
+    assert select_split(names, "all", 30, "s") == [True] * 200
+    assert held_out_names(names, 30, "other salt") != test      # each set has its own draw
+
+
+def test_unknown_split_is_an_error():
+    with pytest.raises(ValueError, match="split must be one of"):
+        select_split(["a"], "val", 1, "s")
+
+
+def test_shared_sets_train_and_test_do_not_overlap(shared_data):
+    from benchmarks.datasets.aflw import load_aflw_crops
+    from benchmarks.datasets.gender import load_utkface
+    from data_prep.readers import read_dataset
+    train = {r.image_id for r in read_dataset("aflw_crops", shared_data / "aflw_crops", split="train")}
+    held_out = {r.image_id for r in load_aflw_crops(shared_data / "aflw_crops")}
+    assert len(held_out) >= 990 and not train & held_out
+    utk_train = {r.image_id for r in read_dataset("utkface", shared_data / "utkface", split="train")}
+    utk_test = {s.path.name for s in load_utkface(shared_data / "utkface")}
+    assert len(utk_train) == 2500 and len(utk_test) == 500 and not utk_train & utk_test
