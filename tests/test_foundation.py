@@ -179,3 +179,26 @@ def test_environment_yml_matches_requirements(repo_root):
     conda = {CONDA_TO_PIP.get(n, n) for n in conda - {"python", "caffe"}}
     assert req == conda, (sorted(req - conda), sorted(conda - req))
     assert "numpy" in req and "protobuf" in req and len(req) >= 15
+
+
+# ---------------------------------------------------------------- 6. two readers, one LMDB
+TWO_NETS = """
+import sys, numpy as np, caffe
+caffe.set_mode_cpu()
+a = caffe.Net(sys.argv[1], caffe.TRAIN); a.forward()
+b = caffe.Net(sys.argv[1], caffe.TRAIN); b.forward()   # same layer name + same LMDB
+print("labels", a.blobs["label"].data.astype(int).tolist(), b.blobs["label"].data.astype(int).tolist())
+"""
+
+
+def test_two_nets_same_data_layer_do_not_hang(caffe_env, tmp_path, tmp_lmdb):
+    """Each Data layer has its own LMDB cursor (the stock DataReader deadlocks here)."""
+    imgs = np.zeros((6, 1, 2, 2), np.uint8)
+    db = tmp_lmdb(imgs, [5, 1, 4, 2, 3, 0], name="two.lmdb")
+    net = tmp_path / "two.prototxt"
+    net.write_text(f'layer {{ name: "data" type: "Data" top: "data" top: "label"\n'
+                   f'  data_param {{ source: "{db}" batch_size: 3 backend: LMDB }} }}\n')
+    out = subprocess.run([sys.executable, "-c", TWO_NETS, str(net)], env=caffe_env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "labels [5, 1, 4] [5, 1, 4]" in out.stdout
