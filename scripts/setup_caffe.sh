@@ -6,73 +6,31 @@
 #   4. third_party/caffe/*.patch applied in order (caffe.patch, speed.patch), CMake CPU-only build, install into
 #      $CAFFE_PREFIX (see scripts/caffe_prefix.sh) — reused by every clone on this machine
 #   5. smoke check (caffe --version, import caffe) and .venv/caffe_prefix written
+# Steps 1-3 are functions shared with scripts/setup_inference.sh (scripts/setup_lib.sh).
 # Logs: $HYPERFACE_CACHE/logs/ (default ~/.cache/hyperface/logs/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${HYPERFACE_CACHE:-$HOME/.cache/hyperface}"
-SDIST_NAME=brocolli-caffe
-SDIST_VERSION=9.0.2
-SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
+# shellcheck source=scripts/setup_lib.sh
+source "$ROOT/scripts/setup_lib.sh"   # SDIST_*, CACHE, VENV, LOGS, step, apt_ensure, venv_ensure, sdist_fetch
 # all patches, applied in C-locale order: caffe.patch (build), speed.patch (CPU speed)
 mapfile -t PATCHES < <(LC_ALL=C ls "$ROOT"/third_party/caffe/*.patch | LC_ALL=C sort)
-VENV="$ROOT/.venv"
-BASE_PYTHON="${HYPERFACE_PYTHON:-python3}"
 JOBS="${JOBS:-$(nproc)}"
 PREFIX="$(bash "$ROOT/scripts/caffe_prefix.sh")"
 KEY="$(basename "$PREFIX")"
-LOGS="$CACHE/logs"
-mkdir -p "$CACHE/sdist" "$LOGS"
 
 APT_PACKAGES=(build-essential cmake protobuf-compiler libprotobuf-dev libgoogle-glog-dev
   libgflags-dev libboost-python-dev libboost-system-dev libboost-thread-dev
   libboost-filesystem-dev libboost-regex-dev libhdf5-dev libopenblas-dev libgtest-dev
   liblmdb-dev libleveldb-dev libsnappy-dev libopencv-dev python3-dev)
 
-STEP=""
-LOG=""
-step() { STEP="$1"; LOG="${2:-}"; echo "==> [setup] $STEP"; }
-on_err() {
-  echo "!!! [setup] FAILED at step '$STEP'${LOG:+ — see log: $LOG}" >&2
-  if [ -n "$LOG" ] && [ -f "$LOG" ]; then tail -n 25 "$LOG" >&2; fi
-}
-trap on_err ERR
-
 # ---------------------------------------------------------------- 1. apt
 step "apt packages" "$LOGS/apt.log"
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "    all ${#APT_PACKAGES[@]} packages already installed"
-else
-  echo "    installing: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  { $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; } > "$LOG" 2>&1
-fi
+apt_ensure "${APT_PACKAGES[@]}"
 
 # ---------------------------------------------------------------- 2. venv
 step "python venv (.venv from requirements.txt)" "$LOGS/venv.log"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$BASE_PYTHON" -m venv "$VENV" > "$LOG" 2>&1
-fi
-req_sha="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
-if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$req_sha" ]; then
-  {
-    "$VENV/bin/python" -m pip install --upgrade pip
-    "$VENV/bin/python" -m pip install -r "$ROOT/requirements.txt"
-  } >> "$LOG" 2>&1
-  echo "$req_sha" > "$VENV/.requirements.sha256"
-  echo "    installed requirements into $VENV"
-else
-  echo "    requirements unchanged"
-fi
-if "$VENV/bin/python" -m pip show caffe brocolli-caffe > /dev/null 2>&1; then
-  echo "    WARNING: a pip-installed caffe is in .venv; it will clash with ours ('pip uninstall' it)" >&2
-fi
+venv_ensure
 
 # ---------------------------------------------------------------- 3-4. caffe
 if [ -f "$PREFIX/.complete" ]; then
@@ -83,14 +41,8 @@ else
   flock 9
 fi
 if [ ! -f "$PREFIX/.complete" ]; then
-  SDIST="$CACHE/sdist/$SDIST_NAME-$SDIST_VERSION.tar.gz"
   step "fetch sdist $SDIST_NAME==$SDIST_VERSION" "$LOGS/$KEY-fetch.log"
-  if [ ! -f "$SDIST" ] || [ "$(sha256sum "$SDIST" | cut -d' ' -f1)" != "$SDIST_SHA256" ]; then
-    rm -f "$SDIST"
-    "$VENV/bin/python" -m pip download --no-deps --no-binary :all: \
-      "$SDIST_NAME==$SDIST_VERSION" -d "$CACHE/sdist" > "$LOG" 2>&1
-  fi
-  echo "$SDIST_SHA256  $SDIST" | sha256sum -c --quiet - >> "$LOG" 2>&1
+  sdist_fetch
 
   BUILD="$CACHE/build/$KEY"
   SRC="$BUILD/$SDIST_NAME-$SDIST_VERSION"
