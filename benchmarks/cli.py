@@ -1,6 +1,6 @@
 """Command line:
   python -m benchmarks <dataset> --data DIR --model DIR --out DIR [--proposals fast|quality|ssd]
-                       [--post lnms|nms] [--irp N] [--config YAML]   run detection, then score
+                       [--post lnms|nms] [--irp N] [--limit N] [--config YAML]   run detection, then score
   python -m benchmarks score <dataset> --data DIR --results DIR [--results DIR ...] [--label NAME ...] --out DIR
   python -m benchmarks ablation --data AFW_DIR --model DIR --out DIR
 Datasets: afw pascal fddb aflw aflw2000 ibug celeba lfwa utkface.
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd"))
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"))
     p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
+    p.add_argument("--limit", type=int, default=None, help="detect and score only the first N images (loader order)")
     p.add_argument("--config", default=None, help="config YAML (default config/hyperface.yaml)")
     return p
 
@@ -68,14 +69,15 @@ def _run(args) -> int:
     else:
         from benchmarks.run_detection import make_detector, run_detection
 
-        _, images = load_ground_truth(args.dataset, args.data, cfg)
+        _, images = load_ground_truth(args.dataset, args.data, cfg, args.limit)
         if not args.model or not Path(args.model).is_dir():
             raise BenchmarkDataError(args.model or "--model", "model folder not found (train one or pass --model DIR)")
         irp = cfg.test.irp_iterations if args.irp is None else args.irp
         rdir = out / "results"
         run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp, config=cfg), rdir)
-        settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp}
-        metrics = score_runs(args.dataset, args.data, {Path(args.model).name: rdir}, out, cfg, settings)
+        settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp,
+                    **({"limit": args.limit} if args.limit is not None else {})}
+        metrics = score_runs(args.dataset, args.data, {Path(args.model).name: rdir}, out, cfg, settings, args.limit)
     for label, m in metrics.items():
         print(label, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
     print(f"report: {out / 'report.md'}")

@@ -31,8 +31,17 @@ DATASETS = ("afw", "pascal", "fddb", "aflw", "aflw2000", "ibug", "celeba", "lfwa
 
 
 # ----------------------------------------------------------------------------- ground truth
-def load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig):
-    """(gt object, [(image_id, image path)] to run detection on) for a dataset name."""
+def load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig, limit: int | None = None):
+    """(gt object, [(image_id, image path)] to run detection on) for a dataset name; with `limit`,
+    only the first `limit` images (loader order) of both."""
+    gt, images = _load_ground_truth(dataset, data_dir, cfg)
+    if limit is None:
+        return gt, images
+    gt = (gt[0][:limit], gt[1]) if dataset == "pascal" else gt[:limit]
+    return gt, images[:limit]
+
+
+def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig):
     if dataset == "afw":
         recs = afw.load_afw(data_dir)
         return recs, [(r.image_id, r.path) for r in recs]
@@ -185,12 +194,13 @@ def score_one(dataset: str, gt, results, cfg: HyperFaceConfig, out_dir: Path | N
 
 # ----------------------------------------------------------------------------- report
 def score_runs(dataset: str, data_dir: str | Path, runs: Mapping[str, str | Path], out_dir: str | Path,
-               cfg: HyperFaceConfig, settings: Mapping[str, object] | None = None) -> dict[str, dict]:
+               cfg: HyperFaceConfig, settings: Mapping[str, object] | None = None,
+               limit: int | None = None) -> dict[str, dict]:
     """Score each run (label -> results folder), draw the curves of all runs together, write
-    out_dir/report.md. Returns label -> metrics."""
+    out_dir/report.md. With `limit`, only the first `limit` images are scored. Returns label -> metrics."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    gt, _ = load_ground_truth(dataset, data_dir, cfg)
+    gt, _ = load_ground_truth(dataset, data_dir, cfg, limit)
     scored = {}
     for label, rdir in runs.items():
         prefix = "" if len(runs) == 1 else f"{label}-"

@@ -53,7 +53,8 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray) -> np.ndarray:
     """Per-face mean point-to-point error divided by `norm`.
 
     pred, gt: (F, P, 2); points where gt is NaN (missing/occluded in the annotation) are skipped.
-    norm: (F,) from `normaliser`. Returns (F,); NaN for a face with no annotated point.
+    norm: (F,) from `normaliser`. Returns (F,); NaN for a face with no annotated point, and for a
+    face with no prediction (NaN pred) at an annotated point (a missed face is a failure, not 0).
     """
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
@@ -61,8 +62,9 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray) -> np.ndarray:
     valid = ~np.isnan(gt).any(axis=-1)
     counts = valid.sum(axis=1)
     total = np.where(valid, np.nan_to_num(d, nan=0.0), 0.0).sum(axis=1)
+    missed = (valid & np.isnan(d)).any(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, total / np.maximum(counts, 1) / np.asarray(norm, dtype=np.float64), np.nan)
+        return np.where((counts > 0) & ~missed, total / np.maximum(counts, 1) / np.asarray(norm, dtype=np.float64), np.nan)
 
 
 def ced(errors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
