@@ -22,7 +22,8 @@ from core.aflw21 import FLIP_PERMUTATION, NUM_POINTS
 from core.config import HyperFaceConfig, InputConfig, SelectiveSearchConfig
 from core.labels import IGNORE_LABEL, OFFSETS, empty_label
 from core.records import FaceRecord, ImageRecord
-from data_prep.geometry import bbox_targets, box_iou, jitter_boxes
+from core.geometry import bbox_targets, box_iou, crop_and_warp
+from data_prep.geometry import jitter_boxes
 from data_prep.ibug68 import FLIP_PERMUTATION_68, NUM_POINTS_68
 from data_prep.readers.wider import is_ignore
 
@@ -114,7 +115,7 @@ def face_label(region: np.ndarray, face: FaceRecord, iou: float, cfg: HyperFaceC
         if face.gender is not None:
             label[OFFSETS["gender"]] = 1 if face.gender == "m" else 0
     if positive:
-        label[OFFSETS["bbox_targets"]] = bbox_targets(region, face.box)
+        label[OFFSETS["bbox_targets"]] = bbox_targets(region, face.box)[0]
         label[OFFSETS["bbox_mask"]] = 1.0
     return label
 
@@ -150,20 +151,8 @@ def label_regions(regions: np.ndarray, faces: list[FaceRecord], cfg: HyperFaceCo
 # ----------------------------------------------------------------------------------------------
 # crops and flips
 def crop_region(image: np.ndarray, region: np.ndarray, inp: InputConfig) -> np.ndarray:
-    """The integer `region` (x1, y1, x2, y2) of `image` warped to inp.size x inp.size (cv2.resize,
-    bilinear); parts outside the image are padded with the mean colour (zero after mean subtraction)."""
-    x1, y1, x2, y2 = (int(v) for v in np.round(region))
-    height, width = image.shape[:2]
-    inside = image[max(y1, 0):max(min(y2, height), 0), max(x1, 0):max(min(x2, width), 0)]
-    pads = (max(0, -y1), max(0, y2 - height), max(0, -x1), max(0, x2 - width))
-    if inside.size == 0:
-        crop = np.empty((y2 - y1, x2 - x1, 3), dtype=np.uint8)
-        crop[:] = np.round(inp.mean_bgr).astype(np.uint8)
-    elif any(pads):
-        crop = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT, value=tuple(float(round(v)) for v in inp.mean_bgr))
-    else:
-        crop = inside
-    return cv2.resize(crop, (inp.size, inp.size), interpolation=cv2.INTER_LINEAR)
+    """The `region` of `image` warped to the net input (core.geometry.crop_and_warp, as the pipeline)."""
+    return crop_and_warp(image, region, inp.size, inp.mean_bgr)
 
 
 def flip_label(label: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ from core.aflw21 import NUM_POINTS
 from core.config import TestConfig
 from core.face import Face
 from pipeline.errors import GeometryError
-from pipeline.geometry import apply_bbox_deltas, box_from_landmarks, iou_matrix, nms
+from core.geometry import apply_bbox_deltas, box_iou
+from pipeline.geometry import box_from_landmarks, nms
 
 
 @dataclass
@@ -141,7 +142,7 @@ def landmark_nms(regions: Regions, test: TestConfig) -> list[Face]:
     if len(regions) == 0:
         return []
     keep = nms(boxes, regions.scores, test.lnms_iou)
-    overlaps = iou_matrix(boxes[keep], boxes)
+    overlaps = box_iou(boxes[keep], boxes)
     faces = []
     for row, i in enumerate(keep):
         members = np.flatnonzero(overlaps[row] > test.lnms_iou)

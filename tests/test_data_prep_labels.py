@@ -12,7 +12,7 @@ from core.aflw21 import FLIP_PERMUTATION
 from core.config import load_config
 from core.labels import IGNORE_LABEL, LABEL_LENGTH, OFFSETS
 from data_prep.errors import DataPrepError
-from data_prep.geometry import apply_bbox_deltas, bbox_targets, box_iou
+from core.geometry import apply_bbox_deltas, bbox_targets, box_iou
 from data_prep.readers.aflw import read_aflw
 from data_prep.regions import NEGATIVE, PARTIAL, POSITIVE, crop_region, flip_label, flip_sample, label_regions
 
@@ -138,7 +138,7 @@ def test_labels_of_hand_made_proposals(tmp_path):
     np.testing.assert_allclose(tall[OFFSETS["landmarks"]][:2], [-0.25, (90 - 135) / 150], rtol=1e-6)
     np.testing.assert_allclose(tall[OFFSETS["bbox_targets"]], [0, (110 - 135) / 150, 0, math.log(100 / 150)],
                                rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(apply_bbox_deltas(regions[1], tall[OFFSETS["bbox_targets"]]), face.box, atol=1e-4)
+    np.testing.assert_allclose(apply_bbox_deltas(regions[1], tall[OFFSETS["bbox_targets"]])[0], face.box, atol=1e-4)
 
     # IoU 0.4: landmarks and visibility, detection ignored, no pose/gender/bbox
     assert partial[OFFSETS["detection"]][0] == IGNORE_LABEL
@@ -189,4 +189,4 @@ def test_crop_region_pads_with_mean():
 
 def test_bbox_targets_round_trip():
     region, gt = np.array([10.0, 20, 60, 120]), np.array([15.0, 10, 75, 100])
-    np.testing.assert_allclose(apply_bbox_deltas(region, bbox_targets(region, gt)), gt)
+    np.testing.assert_allclose(apply_bbox_deltas(region, bbox_targets(region, gt))[0], gt)

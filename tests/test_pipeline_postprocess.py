@@ -10,8 +10,8 @@ from core import net_io
 from core.aflw21 import NUM_POINTS
 from core.config import load_config
 from pipeline.errors import GeometryError
-from pipeline.geometry import (apply_bbox_deltas, bbox_targets, box_from_landmarks, iou_matrix, make_batch,
-                               mean_shape, nms, MEAN_SHAPE_PATH)
+from core.geometry import apply_bbox_deltas, bbox_targets, box_iou
+from pipeline.geometry import box_from_landmarks, make_batch, mean_shape, nms, MEAN_SHAPE_PATH
 from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces
 from pipeline.proposals import ssd_boxes
 
@@ -140,7 +140,7 @@ def test_nms_and_box_regression_baseline():
 def test_iou_and_nms_hand_cases():
     a = np.array([[0, 0, 10, 10.0]])
     b = np.array([[5, 0, 15, 10.0], [20, 20, 30, 30.0]])
-    np.testing.assert_allclose(iou_matrix(a, b), [[50 / 150, 0]])
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0]])
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.0]])
     assert nms(boxes, [0.7, 0.8, 0.1], 0.5).tolist() == [1, 2]
 
