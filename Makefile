@@ -43,6 +43,11 @@ help:
 	@echo "make test    - pytest (tests/), fails when no test is collected"
 	@echo "make clean   - remove caches and the setup stamp (keeps .venv and the Caffe cache)"
 	@echo "make distclean - clean + remove .venv"
+	@echo "make demo    - inference-only set-up, shipped model on examples/images (MODEL=, IMAGES=, DEMO_OUT=)"
+	@echo "make detect  - pipeline on IMAGES into DETECT_OUT (mk/pipeline.mk)"
+	@echo "make train-hyperface - data_prep mix -> R-CNN Face -> surgery -> HyperFace (mk/training.mk)"
+	@echo "make bench-afw|bench-fddb|bench-pascal|bench-aflw|bench-ibug|bench-celeba|bench-ablation|bench-heldout"
+	@echo "make lmdb-mix|lmdb-helen|... - data_prep LMDBs (mk/data_prep.mk); make bench-nets / speed - CPU speed"
 
 setup: $(SETUP_STAMP)
 
