@@ -63,7 +63,7 @@ def transfer(src_net_path, src_weights_path, dst_net_path, out_path, layers=None
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     dst.save(str(out_path))
     skipped = [name for name in dst.params if name not in copied]
-    log.info("copied %d layers (%s); left at their fillers: %s", len(copied), ", ".join(copied),
+    log.info("copied %d layers (%s); not copied (the dst net's fillers; zeros for a deploy net): %s", len(copied), ", ".join(copied),
              ", ".join(skipped) or "none")
     return copied
 

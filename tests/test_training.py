@@ -54,6 +54,15 @@ def test_make_train_hyperface_tiny_end_to_end_and_resume(repo_root, tmp_path, ca
     assert (out / "hyperface" / "losses.png").stat().st_size > 1000
     model = out / "model"
     assert {"deploy.prototxt", "model.json", "weights_fp16.npz"} <= {p.name for p in model.iterdir()}
+    # Every layer that surgery did not copy keeps the train net's fillers: no weight blob is all
+    # zeros (the deploy net that surgery builds has no fillers, so copying its zeros would kill them).
+    from pipeline.model_store import read_caffemodel
+    weights = read_caffemodel(out / "hyperface" / "hyperface_final.caffemodel")
+    assert {"conv1", "conv1a", "conv3a", "conv_all", "fc_full", "fc_landmarks"} <= set(weights)
+    assert [name for name, blobs in weights.items() if not np.abs(blobs[0]).max() > 0] == []
+    rcnn = read_caffemodel(out / "rcnn_face" / "rcnn_face_final.caffemodel")
+    init = read_caffemodel(out / "hyperface_init.caffemodel")
+    np.testing.assert_array_equal(init["conv3"][0], rcnn["conv3"][0])      # surgery copied the trunk
 
 
 def test_stage_fails_clearly_without_lmdb(tmp_path):

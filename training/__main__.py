@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     stage.add_argument("--batch", type=int, default=32)
     stage.add_argument("--snapshot-every", type=int, default=200)
     stage.add_argument("--init", type=Path, default=None, help="caffemodel to start from")
+    stage.add_argument("--init-layers", nargs="+", default=None,
+                       help="layers taken from --init (default: every layer in the file)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -51,7 +53,8 @@ def main(argv=None) -> int:
                                 export_dir=args.export, lmdb_dir=args.lmdb, workers=args.workers))
         else:
             run_stage(StageSpec(args.model, args.lmdb, args.out, args.iters, args.batch, args.lr,
-                                args.snapshot_every, args.init))
+                                args.snapshot_every, args.init,
+                                tuple(args.init_layers) if args.init_layers else None))
     except (TrainingError, SurgeryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from training.stage import StageSpec, TrainingError, run_stage
 log = logging.getLogger(__name__)
 
 ALEXNET_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+ALEXNET_LAYERS = ALEXNET_CONV_LAYERS + ["fc6", "fc7"]
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,10 @@ def run_chain(spec: ChainSpec) -> Path:
         if not rcnn_init.exists():
             # The user's AlexNet deploy must name its layers conv1..fc7 as BVLC's does.
             transfer(_net("rcnn_face", "deploy"), spec.alexnet_weights, _net("rcnn_face", "deploy"), rcnn_init,
-                     layers=ALEXNET_CONV_LAYERS + ["fc6", "fc7"])
+                     layers=ALEXNET_LAYERS)
     rcnn = run_stage(StageSpec("rcnn_face", lmdb_dir, spec.out_dir / "rcnn_face", spec.rcnn_iters,
-                               spec.batch_size, spec.rcnn_lr, spec.snapshot_every, rcnn_init))
+                               spec.batch_size, spec.rcnn_lr, spec.snapshot_every, rcnn_init,
+                               init_layers=tuple(ALEXNET_LAYERS)))
 
     hyperface_init = spec.out_dir / "hyperface_init.caffemodel"
     if not hyperface_init.exists():
@@ -81,7 +83,8 @@ def run_chain(spec: ChainSpec) -> Path:
                           layers=ALEXNET_CONV_LAYERS)
         (spec.out_dir / "hyperface_init.json").write_text(json.dumps({"copied_layers": copied}, indent=2))
     hyperface = run_stage(StageSpec("hyperface", lmdb_dir, spec.out_dir / "hyperface", spec.hyperface_iters,
-                                    spec.batch_size, spec.hyperface_lr, spec.snapshot_every, hyperface_init))
+                                    spec.batch_size, spec.hyperface_lr, spec.snapshot_every, hyperface_init,
+                                    init_layers=tuple(ALEXNET_CONV_LAYERS)))
 
     if spec.export_dir is not None:
         from pipeline.model_store import export_model

@@ -36,6 +36,7 @@ class StageSpec:
     base_lr: float | None = None
     snapshot_every: int = 200
     init_weights: Path | None = None   # caffemodel to start from (net surgery output)
+    init_layers: tuple[str, ...] | None = None  # layers taken from init_weights (None: all in the file)
     seed: int = 0
 
 
@@ -80,6 +81,30 @@ def prepare_run(spec: StageSpec) -> Path:
     return solver_path
 
 
+def copy_initial_weights(net, caffemodel: Path, layers: tuple[str, ...] | None) -> list[str]:
+    """Copy `layers` (all layers of the file when None) from `caffemodel` into `net`.
+
+    Only the named layers are taken: a surgery output built from a deploy net holds zeros for the
+    layers it did not copy (deploy prototxts carry no fillers), and those must keep the train net's
+    fillers instead.
+    """
+    from pipeline.model_store import read_caffemodel
+
+    weights = read_caffemodel(caffemodel)
+    names = list(weights) if layers is None else list(layers)
+    for name in names:
+        if name not in weights or name not in net.params:
+            raise TrainingError(f"{caffemodel}: layer {name!r} missing in the weights or in the train net")
+        blobs = weights[name]
+        if [b.shape for b in blobs] != [tuple(p.data.shape) for p in net.params[name]]:
+            raise TrainingError(f"{caffemodel}: layer {name!r} shapes {[b.shape for b in blobs]} do not fit the "
+                                f"train net {[p.data.shape for p in net.params[name]]}")
+        for param, blob in zip(net.params[name], blobs):
+            param.data[...] = blob
+    log.info("initialised %s from %s", ", ".join(names), caffemodel)
+    return names
+
+
 def _loss_blobs(net) -> list[str]:
     return [name for name in net.outputs if name.startswith("loss")]
 
@@ -103,7 +128,7 @@ def run_stage(spec: StageSpec, progress: bool = True) -> Path:
     elif spec.init_weights is not None:
         if not Path(spec.init_weights).exists():
             raise TrainingError(f"{spec.init_weights}: initial weights not found")
-        solver.net.copy_from(str(spec.init_weights))
+        copy_initial_weights(solver.net, spec.init_weights, spec.init_layers)
     start = solver.iter
 
     csv_path = spec.run_dir / "losses.csv"
