@@ -1,14 +1,21 @@
-"""Batched forward passes through a deploy net, with two interchangeable backends:
+"""Batched forward passes through a deploy net, with three interchangeable backends:
 
-* "opencv": cv2.dnn.readNetFromCaffe (same deploy.prototxt + caffemodel; needs no pycaffe). Default:
-  it was the faster of the two on this project's CPU (benchmarks/speed.py measures both).
+* "onnxruntime": the deploy.prototxt + caffemodel converted to ONNX at load time
+  (pipeline/caffe_to_onnx.py, cached) and run by onnxruntime's CPU provider. Default when
+  onnxruntime is importable: the fastest of the three on this project's CPU (benchmarks/SPEED.md).
+  A net with a layer the converter does not support (the SSD proposal net) falls back to "opencv".
+* "opencv": cv2.dnn.readNetFromCaffe (same deploy.prototxt + caffemodel; needs no pycaffe). Default
+  when onnxruntime is not installed.
 * "caffe":  pycaffe (caffe.Net in TEST phase, CPU mode).
 
-Both take an (N, 3, H, W) float32 batch and return {output blob name: (N, ...) float32 array}.
+All take an (N, 3, H, W) float32 batch and return {output blob name: (N, ...) float32 array}.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -19,8 +26,9 @@ from pipeline.errors import ModelError
 from pipeline.net_shapes import infer_shapes
 
 log = logging.getLogger(__name__)
-BACKENDS = ("opencv", "caffe")
-DEFAULT_BACKEND = "opencv"
+BACKENDS = ("onnxruntime", "opencv", "caffe")
+# onnxruntime (+ onnx for the converter) when installed, else OpenCV DNN, the next fastest
+DEFAULT_BACKEND = "onnxruntime" if all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")) else "opencv"
 
 
 def net_outputs(prototxt: str | Path) -> list[str]:
@@ -75,8 +83,53 @@ class CaffeBackend:
         return {name: np.array(self.net.blobs[name].data, dtype=np.float32) for name in self.outputs}
 
 
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | None = None,
+                 threads: int | None = None):
+        try:
+            import onnxruntime as ort  # noqa: PLC0415
+            from pipeline.caffe_to_onnx import cached_onnx  # noqa: PLC0415 (imports onnx)
+        except ImportError as err:
+            raise ModelError(None, f"backend 'onnxruntime' needs onnxruntime and onnx ({err}); "
+                                   "pip install -r requirements.txt or use --backend opencv") from None
+        self.outputs = outputs or net_outputs(prototxt)
+        path = cached_onnx(prototxt, caffemodel, self.outputs)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        # worker threads sleep instead of spinning between ops: faster when the cores are shared
+        # (A/B in benchmarks/SPEED.md), about equal on idle cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types
+            raise ModelError(path, f"onnxruntime cannot load the converted net ({str(err).strip().splitlines()[-1]})") from None
+
+    def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.outputs, {INPUT_BLOB: np.ascontiguousarray(batch, dtype=np.float32)})
+        return {name: np.asarray(o, dtype=np.float32) for name, o in zip(self.outputs, outs)}
+
+
 def make_backend(name: str, prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | None = None):
-    """The backend called `name` ("opencv" or "caffe") for a deploy net and its weights."""
+    """The backend called `name` ("onnxruntime", "opencv" or "caffe") for a deploy net and its weights.
+
+    "onnxruntime" on a net with a layer type the ONNX converter does not support (e.g. the SSD
+    proposal net's PriorBox/DetectionOutput) logs a warning and returns the "opencv" backend.
+    """
+    if name == "onnxruntime":
+        try:
+            return OnnxRuntimeBackend(prototxt, caffemodel, outputs)
+        except ModelError as err:
+            converter = sys.modules.get("pipeline.caffe_to_onnx")
+            if converter is None or not isinstance(err, converter.UnsupportedLayerError):
+                raise
+            log.warning("%s; using backend 'opencv' for this net", err)
+            return OpenCVBackend(prototxt, caffemodel, outputs)
     if name == "opencv":
         return OpenCVBackend(prototxt, caffemodel, outputs)
     if name == "caffe":

@@ -12,6 +12,7 @@ import cv2
 import jsonschema
 import pytest
 
+from pipeline.backends import DEFAULT_BACKEND
 from pipeline.fixtures import make_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def test_make_demo_writes_schema_valid_json_and_png_per_image(env, model):
         image = cv2.imread(str(EXAMPLES / f"{name}.jpg"), cv2.IMREAD_UNCHANGED)
         doc = json.loads((out / f"{name}.json").read_text())
         jsonschema.validate(doc, SCHEMA)
-        assert (doc["width"], doc["height"], doc["model"], doc["backend"]) == (image.shape[1], image.shape[0], "hyperface", "opencv")
+        assert (doc["width"], doc["height"], doc["model"], doc["backend"]) == (image.shape[1], image.shape[0], "hyperface", DEFAULT_BACKEND)
         assert doc["notes"] == (["grayscale -> BGR"] if name == "cameraman" else [])
         overlay = cv2.imread(str(out / f"{name}.png"))
         assert overlay.shape == (image.shape[0], image.shape[1], 3)
