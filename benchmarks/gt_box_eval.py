@@ -38,6 +38,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.backends import BACKENDS, DEFAULT_BACKEND
+
 from benchmarks import plots, results_io
 from benchmarks.errors import BenchmarkDataError
 from benchmarks.metrics.gender import gender_accuracy
@@ -421,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--det-afw", default=None, help="results folder of `python -m benchmarks afw` to include")
     p.add_argument("--det-helen", default=None, help="results folder of `python -m benchmarks ibug` on helen/testset")
     p.add_argument("--det-limit", type=int, default=None, help="the --limit the HELEN detection ran with")
-    p.add_argument("--backend", default="opencv", choices=("opencv", "caffe"))
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     p.add_argument("--config", default=None)
     args = p.parse_args(argv)
     from pipeline.errors import PipelineError

@@ -27,8 +27,8 @@ SSD_SUBDIR = "proposals"  # <model_dir>/proposals/ holds the SSD proposal model 
 class HyperFace:
     """Face detection, landmarks (AFLW-21), visibility, pose and gender from one deploy net.
 
-    model_dir: a model directory (pipeline/model_store.py). backend: "opencv" (default, faster here)
-    or "caffe". proposals: "fast" / "quality" selective search, or "ssd" (Fast-HyperFace; the SSD model
+    model_dir: a model directory (pipeline/model_store.py). backend: "onnxruntime" (default when
+    installed: fastest here, benchmarks/SPEED.md), "opencv" (OpenCV DNN) or "caffe" (pycaffe). proposals: "fast" / "quality" selective search, or "ssd" (Fast-HyperFace; the SSD model
     directory is ssd_model_dir or <model_dir>/proposals). post: "lnms" (Algorithm 2) or "nms" (plain
     NMS + box regression when the net has bbox_deltas, the R-CNN Face baseline). irp_iterations: T of
     Algorithm 1 (None: config value; forced to 0 for nets without landmarks). config: a
