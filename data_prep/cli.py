@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     mix.add_argument("--mix", default="", metavar="NAME=LIMIT,...",
                      help="sets with default roots under --data-root, e.g. aflw_crops=4000,wider=600,helen=870")
     mix.add_argument("--data-root", type=Path, default=SHARED_DATA, help="root of the default set folders")
+    ssd = sub.add_parser("ssd", parents=[common], help="whole images + face boxes -> SSD AnnotatedDatum LMDB")
+    ssd.add_argument("--set", dest="sets", action="append", default=[], metavar="DATASET=ROOT[:LIMIT[:SPLIT]]",
+                     help="a set (repeatable), e.g. wider=../shared/data/wider_train:600")
+    ssd.add_argument("--mix", default="", metavar="NAME=LIMIT,...", help="sets with default roots, e.g. wider=1239,helen=870")
+    ssd.add_argument("--data-root", type=Path, default=SHARED_DATA, help="root of the default set folders")
     return parser
 
 
@@ -59,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
                                       "limit": args.limit, "images": len(records)}}
             manifest = build_lmdb(entries, args.out, cfg, sources=sources, workers=args.workers,
                                   overwrite=args.overwrite)
+        elif args.command == "ssd":
+            from data_prep.ssd_lmdb import build_ssd_mix
+            sets = [parse_set(s) for s in args.sets] + parse_mix(args.mix, args.data_root)
+            if not sets:
+                raise ValueError("ssd: give at least one --set or --mix")
+            manifest = build_ssd_mix(sets, args.out, cfg, overwrite=args.overwrite)
+            print(f"images {manifest['num_images']}, faces {manifest['num_faces']} "
+                  f"({manifest['num_difficult']} difficult), LMDB {manifest['lmdb_bytes'] / 2**20:.1f} MiB")
+            return 0
         else:
             sets = [parse_set(s) for s in args.sets] + parse_mix(args.mix, args.data_root)
             if not sets:

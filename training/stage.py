@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import REPO_ROOT
-from prototxt.netspec_utils import solver_for, with_data_sources
+from prototxt.netspec_utils import read_net, solver_for, with_data_sources
 from training.loss_log import LossLog, plot_log, truncate_log
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ def prepare_run(spec: StageSpec) -> Path:
     if not (net_dir / "train_val.prototxt").exists():
         raise TrainingError(f"{net_dir}: no train_val.prototxt (unknown model {spec.model!r})")
     images, labels = spec.lmdb_dir / "images_lmdb", spec.lmdb_dir / "labels_lmdb"
-    for path in (images, labels):
+    if any(layer.type == "AnnotatedData" for layer in read_net(net_dir / "train_val.prototxt").layer):
+        # SSD (fast_hyperface_ssd): image and boxes in one AnnotatedDatum LMDB (`python -m data_prep ssd`)
+        images, labels = spec.lmdb_dir / "ssd_lmdb", None
+    for path in (p for p in (images, labels) if p is not None):
         if not (path / "data.mdb").exists():
             raise TrainingError(f"{path}: LMDB not found (build it with `python -m data_prep`)")
     spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +109,8 @@ def copy_initial_weights(net, caffemodel: Path, layers: tuple[str, ...] | None) 
 
 
 def _loss_blobs(net) -> list[str]:
-    return [name for name in net.outputs if name.startswith("loss")]
+    """Loss outputs of the train net: `loss*` (HyperFace nets) and `*_loss` (SSD's `mbox_loss`)."""
+    return [name for name in net.outputs if name.startswith("loss") or name.endswith("_loss")]
 
 
 def run_stage(spec: StageSpec, progress: bool = True) -> Path:

@@ -1,0 +1,153 @@
+"""Fast-HyperFace (Section 5.6) training data and run: AnnotatedDatum LMDB from real WIDER images,
+2 SGD iterations of fast_hyperface_ssd through training.stage (and a resume), export, and the
+pipeline's SSD proposals from the exported model directory."""
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.config import load_config
+from core.records import FaceRecord, ImageRecord
+from data_prep.errors import DataPrepError
+from data_prep.readers import read_dataset
+from data_prep.ssd_lmdb import (FACE_LABEL, SSD_DB, build_ssd_lmdb, decode_annotated, normalised_faces,
+                                read_ssd_lmdb)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+WIDER_SAMPLE = DATA / "wider_sample"
+WIDER_TRAIN = DATA / "wider_train"
+SSD_DEPLOY = REPO / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"
+HYPERFACE_DEPLOY = REPO / "prototxt" / "hyperface" / "deploy.prototxt"
+SSD_LR = 1e-4  # mk/ssd.mk's SSD_LR: the solver's 0.001 diverges from random init
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+def test_normalised_faces_by_hand(cfg):
+    """200x100 image: a box inside, one half outside (clipped), one fully outside (dropped), a tiny one."""
+    record = ImageRecord(path=Path("hand.jpg"), faces=[
+        FaceRecord(box=[20, 10, 120, 90], face_id="a"),
+        FaceRecord(box=[150, -20, 260, 60], face_id="b"),
+        FaceRecord(box=[210, 10, 250, 50], face_id="c"),
+        FaceRecord(box=[0, 0, cfg.sampling.min_face_side - 1, 40], face_id="d"),
+        FaceRecord(box=[50, 50, 90, 90], face_id="ignore:e"),
+    ])
+    faces, dropped = normalised_faces(record, 200, 100, cfg.sampling.min_face_side)
+    assert dropped == 1
+    got = np.array([[f.xmin, f.ymin, f.xmax, f.ymax] for f in faces])
+    np.testing.assert_allclose(got, [[0.1, 0.1, 0.6, 0.9], [0.75, 0.0, 1.0, 0.6],
+                                     [0.0, 0.0, (cfg.sampling.min_face_side - 1) / 200, 0.4], [0.25, 0.5, 0.45, 0.9]])
+    assert [f.difficult for f in faces] == [False, False, True, True]
+    bad = ImageRecord(path=Path("nan.jpg"), faces=[FaceRecord(box=[0, np.nan, 5, 5], face_id="n")])
+    with pytest.raises(DataPrepError, match=r"^nan\.jpg: NaN or infinite face box"):
+        normalised_faces(bad, 10, 10, cfg.sampling.min_face_side)
+
+
+def test_annotated_datum_roundtrip_on_wider(tmp_path, cfg, caffe):
+    records = read_dataset("wider", WIDER_SAMPLE, split="train", limit=4, config=cfg)  # the 4th has tiny faces
+    manifest = build_ssd_lmdb([("wider", r) for r in records], tmp_path, cfg, progress=False)
+    assert manifest["num_images"] == 4 and manifest["label_map"] == {"0": "background", "1": "face"}
+    decoded = {int(key.split(b"_")[1]): (img, boxes, diff) for key, img, boxes, diff in read_ssd_lmdb(tmp_path)}
+    assert sorted(decoded) == [0, 1, 2, 3]
+
+    # image 1 by hand from wider_face_train_bbx_gt.txt: 4 faces "x1 y1 w h" of a 1024-wide image
+    image, boxes, difficult = decoded[1]
+    original = cv2.imread(str(records[1].path))
+    assert np.array_equal(image, original)  # the JPEG file is stored as is: identical pixels
+    h, w = original.shape[:2]
+    assert w == 1024
+    by_hand = np.array([[286, 202, 80, 126], [392, 182, 86, 130], [568, 252, 88, 124], [740, 154, 82, 168]], float)
+    by_hand[:, 2:] += by_hand[:, :2]
+    np.testing.assert_allclose(boxes, by_hand / [w, h, w, h], atol=1e-6)  # NormalizedBBox holds float32
+    assert not difficult.any()
+
+    n_faces = n_difficult = 0
+    for index, record in enumerate(records):
+        image, boxes, difficult = decoded[index]
+        h, w = image.shape[:2]
+        reader = np.array([f.box for f in record.faces]).reshape(-1, 4)
+        np.testing.assert_allclose(boxes, np.clip(reader / [w, h, w, h], 0, 1), atol=1e-6)
+        sides = np.minimum(reader[:, 2] - reader[:, 0], reader[:, 3] - reader[:, 1])
+        assert difficult.tolist() == (sides < cfg.sampling.min_face_side).tolist()
+        n_faces += len(boxes)
+        n_difficult += int(difficult.sum())
+    assert manifest["num_faces"] == n_faces and manifest["num_difficult"] == n_difficult > 0
+
+    # the raw message: one AnnotationGroup of the face class, encoded JPEG datum
+    from caffe.proto import caffe_pb2
+    import lmdb
+    with lmdb.open(str(tmp_path / SSD_DB), readonly=True, lock=False) as env, env.begin() as txn:
+        anno = caffe_pb2.AnnotatedDatum.FromString(next(iter(txn.cursor()))[1])
+    assert anno.type == caffe_pb2.AnnotatedDatum.BBOX and anno.datum.encoded and anno.datum.channels == 3
+    assert [g.group_label for g in anno.annotation_group] == [FACE_LABEL]
+
+    # a rerun of the same inputs resumes (nothing rewritten); other inputs in the same folder are refused
+    again = build_ssd_lmdb([("wider", r) for r in records], tmp_path, cfg, progress=False)
+    assert again["num_faces"] == n_faces and again["lmdb_bytes"] == manifest["lmdb_bytes"]
+    with pytest.raises(DataPrepError, match="other inputs or settings"):
+        build_ssd_lmdb([("wider", r) for r in records[:2]], tmp_path, cfg, progress=False)
+
+
+def test_corrupt_image_names_the_file(tmp_path, cfg, caffe):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    record = ImageRecord(path=broken, faces=[FaceRecord(box=[1, 1, 30, 30], face_id="x")])
+    with pytest.raises(DataPrepError) as err:
+        build_ssd_lmdb([("x", record)], tmp_path / "out", cfg, progress=False)
+    assert str(err.value) == f"{broken}: corrupt or unreadable image (OpenCV could not decode it)"
+
+
+@pytest.mark.skipif(not SSD_DEPLOY.is_file(), reason="prototxt/fast_hyperface_ssd not there")
+def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
+    from data_prep.cli import main as data_prep_main
+    from pipeline import HyperFace
+    from pipeline.fixtures import make_model_dir
+    from pipeline.model_store import export_model, read_caffemodel
+    from training.__main__ import main as training_main
+    from training.stage import StageSpec, TrainingError, prepare_run
+
+    monkeypatch.setenv("HYPERFACE_MODEL_CACHE", str(tmp_path / "cache"))
+    lmdb_dir, run_dir = tmp_path / "lmdb", tmp_path / "run"
+    assert data_prep_main(["ssd", "--out", str(lmdb_dir), "--set", f"wider={WIDER_TRAIN}:3"]) == 0
+    manifest = json.loads((lmdb_dir / "manifest.json").read_text())
+    assert manifest["num_images"] == 3 and manifest["sources"]["wider"]["images"] == 3
+
+    # the stage finds ssd_lmdb for a net with AnnotatedData, and says which LMDB is missing otherwise
+    with pytest.raises(TrainingError, match=r"ssd_lmdb: LMDB not found"):
+        prepare_run(StageSpec("fast_hyperface_ssd", tmp_path / "nothing", tmp_path / "r0", 1))
+
+    args = ["stage", "fast_hyperface_ssd", "--lmdb", str(lmdb_dir), "--out", str(run_dir), "--batch", "2",
+            "--lr", str(SSD_LR), "--snapshot-every", "1"]
+    assert training_main(args + ["--iters", "2"]) == 0
+    train_val = (run_dir / "train_val.prototxt").read_text()
+    assert f'source: "{lmdb_dir / SSD_DB}"' in train_val and "batch_size: 2" in train_val
+    assert (run_dir / "snapshots" / "fast_hyperface_ssd_iter_2.solverstate").is_file()
+    assert training_main(args + ["--iters", "3"]) == 0  # resumes from iteration 2
+    with (run_dir / "losses.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["iter", "mbox_loss"] and [int(r[0]) for r in rows[1:]] == [1, 2, 3]
+    losses = np.array([float(r[1]) for r in rows[1:]])
+    assert np.isfinite(losses).all() and (losses > 0).all()
+
+    final = run_dir / "fast_hyperface_ssd_final.caffemodel"
+    weights = read_caffemodel(final)
+    assert weights["conv1_1"][0].shape == (16, 3, 3, 3) and not np.array_equal(
+        weights["conv1_1"][0], read_caffemodel(run_dir / "snapshots" / "fast_hyperface_ssd_iter_2.caffemodel")["conv1_1"][0])
+    ssd_dir = export_model(SSD_DEPLOY, final, tmp_path / "ssd_model", fp16=True, meta={"iterations": 3})
+
+    model = make_model_dir(HYPERFACE_DEPLOY, tmp_path / "hyperface", fp16=True)
+    hf = HyperFace(model, backend="opencv", proposals="ssd", ssd_model_dir=ssd_dir)
+    image = cv2.imread(str(WIDER_SAMPLE / "WIDER_val" / "images" / "0--Parade" /
+                           sorted(p.name for p in (WIDER_SAMPLE / "WIDER_val" / "images" / "0--Parade").iterdir())[0]))
+    boxes = hf.propose(image)
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and 0 < len(boxes) <= cfg.test.ssd_max_proposals
+    h, w = image.shape[:2]
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
