@@ -26,6 +26,7 @@ import numpy as np
 
 from core.config import HyperFaceConfig, load_config
 from core.labels import LABEL_LAYOUT_VERSION
+from core.net_io import INPUT_BLOB
 from pipeline.caffe_proto import cache_dir, caffe_pb2
 from pipeline.errors import ModelError
 from pipeline.net_shapes import infer_shapes, read_prototxt
@@ -148,7 +149,7 @@ def export_model(deploy_prototxt: str | Path, caffemodel: str | Path, out_dir: s
         "format_version": MODEL_FORMAT_VERSION,
         "name": net.name,
         "label_layout_version": LABEL_LAYOUT_VERSION,
-        "input": {"size": cfg.input.size, "mean_bgr": list(cfg.input.mean_bgr)},
+        "input": {"size": int(infer_shapes(deploy_prototxt).blobs[INPUT_BLOB][-1]), "mean_bgr": list(cfg.input.mean_bgr)},
         "weights": weights_file,
         "weights_sha1": hashlib.sha1((out_dir / weights_file).read_bytes()).hexdigest(),
         "source_caffemodel": str(caffemodel),
