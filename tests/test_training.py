@@ -69,3 +69,10 @@ def test_stage_fails_clearly_without_lmdb(tmp_path):
     from training.stage import StageSpec, TrainingError, prepare_run
     with pytest.raises(TrainingError, match="images_lmdb: LMDB not found"):
         prepare_run(StageSpec("hyperface", tmp_path / "nowhere", tmp_path / "run", 1))
+
+
+def test_diverged_loss_stops_the_stage(tmp_path):
+    from training.stage import TrainingError, check_finite_losses
+    check_finite_losses({"loss_a": 0.5, "loss_b": 1e3}, 7, tmp_path)           # finite: nothing happens
+    with pytest.raises(TrainingError, match=r"diverged at iteration 7 \(loss_b not finite\)"):
+        check_finite_losses({"loss_a": 0.5, "loss_b": float("nan")}, 7, tmp_path)

@@ -7,6 +7,7 @@ loss CSV and its PNG. Rerunning the same command restores the newest solverstate
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import signal
@@ -108,6 +109,15 @@ def copy_initial_weights(net, caffemodel: Path, layers: tuple[str, ...] | None) 
     return names
 
 
+def check_finite_losses(values: dict[str, float], iteration: int, run_dir: Path) -> None:
+    """Raise TrainingError when a loss is NaN/inf, before a snapshot can overwrite the last good
+    ones with diverged weights (the caller snapshots only after this check)."""
+    bad = sorted(name for name, value in values.items() if not math.isfinite(value))
+    if bad:
+        raise TrainingError(f"{run_dir}: loss diverged at iteration {iteration} ({', '.join(bad)} not finite); "
+                            f"lower the learning rate and rerun to resume from the last snapshot")
+
+
 def _loss_blobs(net) -> list[str]:
     """Loss outputs of the train net: `loss*` (HyperFace nets) and `*_loss` (SSD's `mbox_loss`)."""
     return [name for name in net.outputs if name.startswith("loss") or name.endswith("_loss")]
@@ -152,6 +162,7 @@ def run_stage(spec: StageSpec, progress: bool = True) -> Path:
         while solver.iter < spec.max_iter and not stop["now"]:
             solver.step(1)
             values = {n: float(solver.net.blobs[n].data) for n in names}
+            check_finite_losses(values, solver.iter, spec.run_dir)
             loss_log.append(solver.iter, values)
             bar.update(1)
             bar.set_postfix({n.replace("loss_", ""): f"{v:.3g}" for n, v in values.items()}, refresh=False)
