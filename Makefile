@@ -46,6 +46,7 @@ help:
 	@echo "make demo    - inference-only set-up, shipped model on examples/images (MODEL=, IMAGES=, DEMO_OUT=)"
 	@echo "make detect  - pipeline on IMAGES into DETECT_OUT (mk/pipeline.mk)"
 	@echo "make train-hyperface - data_prep mix -> R-CNN Face -> surgery -> HyperFace (mk/training.mk)"
+	@echo "make train-fast-hyperface - SSD proposal net of Fast-HyperFace (mk/ssd.mk)"
 	@echo "make bench-afw|bench-fddb|bench-pascal|bench-aflw|bench-ibug|bench-celeba|bench-ablation|bench-heldout"
 	@echo "make lmdb-mix|lmdb-helen|... - data_prep LMDBs (mk/data_prep.mk); make bench-nets / speed - CPU speed"
 
