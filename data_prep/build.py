@@ -122,7 +122,9 @@ def build_lmdb(entries: list[tuple[str, ImageRecord, bool]], out_dir: str | Path
         tasks = [(i, s, r, c) for i, (s, r, c) in enumerate(entries) if i >= start]
         cache_dir = out_dir / CACHE_DIR
         if workers > 1 and len(tasks) > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers, _init_worker, (cfg, cache_dir))
+            # forkserver, not fork: a fork of a process whose OpenMP/OpenCV/BLAS thread pools are running
+            # (pycaffe, the pipeline, an earlier test) can leave the workers deadlocked on a copied lock.
+            pool = multiprocessing.get_context("forkserver").Pool(workers, _init_worker, (cfg, cache_dir))
             results = pool.imap(_process, tasks)
         else:
             pool = None
