@@ -64,21 +64,28 @@ def parse_mix(text: str, data_root: Path = SHARED_DATA) -> list[MixSet]:
     return sets
 
 
-def build_mix(sets: list[MixSet], out_dir: str | Path, cfg: HyperFaceConfig, workers: int = 2,
-              overwrite: bool = False) -> dict:
-    """Read every set (capped at its limit of images), interleave them in a seeded order and build
-    one LMDB pair; returns the manifest (counts per set under counts_per_set)."""
+def read_mix(sets: list[MixSet], out_dir: str | Path, cfg: HyperFaceConfig) -> tuple[list, dict]:
+    """The images of every set (its split, capped at its limit) as (set name, dataset, ImageRecord),
+    interleaved in a seeded order, and the manifest's `sources` entry. Shared by the HyperFace mix
+    and the SSD LMDB (data_prep/ssd_lmdb.py)."""
     names = [s.name or s.dataset for s in sets]
     if len(set(names)) != len(names):
         raise DataPrepError(out_dir, f"a set name appears twice in the mix: {names}")
     entries, sources = [], {}
     for mix_set, name in zip(sets, names):
         records = read_dataset(mix_set.dataset, mix_set.root, split=mix_set.split, limit=mix_set.limit, config=cfg)
-        is_chip = mix_set.dataset in CROP_DATASETS
-        entries += [(name, r, is_chip) for r in records]
+        entries += [(name, mix_set.dataset, r) for r in records]
         sources[name] = {"dataset": mix_set.dataset, "root": str(mix_set.root), "split": mix_set.split,
                          "limit": mix_set.limit, "images": len(records)}
         log.info("mix: %s: %d images from %s", name, len(records), mix_set.root)
     order = np.random.default_rng(cfg.sampling.seed).permutation(len(entries))
-    entries = [entries[i] for i in order]
+    return [entries[i] for i in order], sources
+
+
+def build_mix(sets: list[MixSet], out_dir: str | Path, cfg: HyperFaceConfig, workers: int = 2,
+              overwrite: bool = False) -> dict:
+    """Read every set (capped at its limit of images), interleave them in a seeded order and build
+    one LMDB pair; returns the manifest (counts per set under counts_per_set)."""
+    entries, sources = read_mix(sets, out_dir, cfg)
+    entries = [(name, record, dataset in CROP_DATASETS) for name, dataset, record in entries]
     return build_lmdb(entries, out_dir, cfg, sources=sources, workers=workers, overwrite=overwrite)

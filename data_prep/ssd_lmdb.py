@@ -31,8 +31,7 @@ from core.config import HyperFaceConfig
 from core.records import ImageRecord
 from data_prep import lmdb_io
 from data_prep.errors import DataPrepError
-from data_prep.mix import MixSet
-from data_prep.readers import read_dataset
+from data_prep.mix import MixSet, read_mix
 from data_prep.readers.common import check_finite, load_image
 from data_prep.readers.wider import is_ignore
 
@@ -193,19 +192,10 @@ def build_ssd_mix(sets: list[MixSet], out_dir: str | Path, cfg: HyperFaceConfig,
                   progress: bool = True) -> dict:
     """Read every set (its split, capped at its limit of images), interleave the images in a seeded
     order and build the SSD LMDB; returns the manifest."""
-    names = [s.name or s.dataset for s in sets]
-    if len(set(names)) != len(names):
-        raise DataPrepError(out_dir, f"a set name appears twice: {names}")
-    entries, sources = [], {}
-    for mix_set, name in zip(sets, names):
-        records = read_dataset(mix_set.dataset, mix_set.root, split=mix_set.split, limit=mix_set.limit, config=cfg)
-        entries += [(name, r) for r in records]
-        sources[name] = {"dataset": mix_set.dataset, "root": str(mix_set.root), "split": mix_set.split,
-                         "limit": mix_set.limit, "images": len(records)}
-        log.info("ssd: %s: %d images from %s", name, len(records), mix_set.root)
-    order = np.random.default_rng(cfg.sampling.seed).permutation(len(entries))
-    return build_ssd_lmdb([entries[i] for i in order], out_dir, cfg, sources=sources, overwrite=overwrite,
-                          progress=progress)
+    entries, sources = read_mix(sets, out_dir, cfg)
+    return build_ssd_lmdb([(name, record) for name, _, record in entries], out_dir, cfg, sources=sources,
+                          overwrite=overwrite, progress=progress)
+
 
 
 def read_ssd_lmdb(out_dir: str | Path):

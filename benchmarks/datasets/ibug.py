@@ -10,22 +10,10 @@ import numpy as np
 
 from benchmarks.errors import BenchmarkDataError
 from core.records import FaceRecord, ImageRecord
+from data_prep.errors import DataPrepError
+from data_prep.readers.pts300w import read_pts
 
 EXPECTED = "IBUG / 300-W: <dir>/*.jpg (or .png) each with a <name>.pts (version 1, n_points: 68)"
-
-
-def read_pts(path: Path) -> np.ndarray:
-    """(68, 2) 0-based points of a 300-W .pts file."""
-    lines = path.read_text().splitlines()
-    try:
-        start = next(i for i, ln in enumerate(lines) if ln.strip() == "{") + 1
-        end = next(i for i, ln in enumerate(lines) if ln.strip() == "}")
-        pts = np.array([[float(v) for v in ln.split()] for ln in lines[start:end]], dtype=np.float64)
-    except (StopIteration, ValueError):
-        raise BenchmarkDataError(path, "not a .pts file (needs a '{' ... '}' block of 'x y' lines)") from None
-    if pts.shape != (68, 2):
-        raise BenchmarkDataError(path, f"has {len(pts)} points, expected 68")
-    return pts - 1.0
 
 
 def load_ibug(ibug_dir: str | Path) -> list[ImageRecord]:
@@ -38,7 +26,10 @@ def load_ibug(ibug_dir: str | Path) -> list[ImageRecord]:
         img = next((p.with_suffix(ext) for ext in (".jpg", ".png", ".jpeg") if p.with_suffix(ext).is_file()), None)
         if img is None:
             raise BenchmarkDataError(p, "no image next to it (.jpg/.png)")
-        pts = read_pts(p)
+        try:
+            pts = read_pts(p)                      # the same .pts reader (0-based) as data_prep
+        except DataPrepError as err:
+            raise BenchmarkDataError(err.path, err.problem) from None
         box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
         records.append(ImageRecord(path=img, image_id=p.stem, faces=[FaceRecord(box=box, landmarks68=pts, face_id=p.stem)]))
     return records

@@ -27,7 +27,7 @@ def load_pascal_faces(pascal_dir: str | Path, annotation: str | Path | None = No
         raise BenchmarkDataError(path, f"not found; expected {EXPECTED}")
     try:
         ann = loadmat(str(path))["Annotations"].ravel()
-    except (KeyError, ValueError, NotImplementedError) as err:
+    except (KeyError, ValueError, NotImplementedError) as err:  # scipy: NotImplementedError = MATLAB v7.3 file
         raise BenchmarkDataError(path, f"no struct array 'Annotations' ({err.__class__.__name__}: {err})") from None
     if ann.dtype.names is None or not {"imgname", "objects"} <= set(ann.dtype.names):
         raise BenchmarkDataError(path, "'Annotations' lacks the fields imgname and objects")
