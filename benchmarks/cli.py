@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.errors import BenchmarkDataError
 from core.config import load_config
+from core.errors import HyperFaceError
 
 log = logging.getLogger("benchmarks")
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except BenchmarkDataError as err:
+    except HyperFaceError as err:   # bad benchmark, data_prep or model files: one line
         log.error("%s", err)
         return 2
 

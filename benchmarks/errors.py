@@ -1,13 +1,10 @@
-"""The one error type of the benchmarks: bad or missing benchmark files, named by path."""
+"""The error type of the benchmarks' own loaders: bad or missing benchmark files, named by path.
+Sets read with data_prep's readers raise data_prep's DataPrepError; both are core.errors.HyperFaceError,
+which the benchmark commands catch."""
 from __future__ import annotations
 
-from pathlib import Path
+from core.errors import HyperFaceError
 
 
-class BenchmarkDataError(Exception):
+class BenchmarkDataError(HyperFaceError):
     """A benchmark file is missing or malformed. str() is one line: '<path>: <problem>'."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")

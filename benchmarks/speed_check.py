@@ -35,15 +35,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+from core.errors import HyperFaceError  # noqa: E402
+
 log = logging.getLogger("speed_check")
 TRAIN_TARGET, FORWARD_TARGET = 25.0, 120.0  # issue 7: samples/s (fwd+bwd), proposals/s (fwd)
 
 
-class SpeedCheckError(Exception):
+class SpeedCheckError(HyperFaceError):
     """A bad argument or Caffe prefix, with the path it concerns."""
-
-    def __init__(self, path, problem: str):
-        super().__init__(f"{path}: {problem}")
 
 
 def forward_gflop(net) -> float:

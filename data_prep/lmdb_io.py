@@ -13,21 +13,13 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
+from core.caffe_proto import caffe_pb2
 from core.labels import LABEL_LENGTH
 from data_prep.errors import DataPrepError
 
 IMAGE_DB = "images_lmdb"
 LABEL_DB = "labels_lmdb"
 MAP_SIZE = 1 << 38  # 256 GiB of address space; the files grow only as needed
-
-
-def caffe_pb2():
-    """caffe.proto's Python module (from the Caffe build: `source scripts/env.sh`)."""
-    try:
-        from caffe.proto import caffe_pb2 as pb2
-    except ImportError as err:
-        raise ImportError(f"caffe.proto.caffe_pb2 not importable ({err}); run `source scripts/env.sh` first") from None
-    return pb2
 
 
 def sample_key(seed: int, image_index: int, sample_index: int) -> bytes:

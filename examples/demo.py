@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.errors import HyperFaceError
 from pipeline.cli import RUN_LOG, output_stems
 from pipeline.cli import main as pipeline_main
 from pipeline.images import list_inputs
@@ -25,11 +26,8 @@ DEFAULT_IMAGES = Path(__file__).resolve().parent / "images"
 MARKER = ".demo_model"
 
 
-class DemoError(Exception):
+class DemoError(HyperFaceError):
     """Bad demo input: `path: problem`, printed as one line."""
-
-    def __init__(self, path: Path, problem: str):
-        super().__init__(f"{path}: {problem}")
 
 
 def model_key(model_dir: Path) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.net_io import INPUT_BLOB
 from pipeline.errors import ModelError
-from pipeline.net_shapes import infer_shapes
+from core.net_shapes import infer_shapes
 
 log = logging.getLogger(__name__)
 BACKENDS = ("onnxruntime", "opencv", "caffe")
@@ -33,7 +33,7 @@ DEFAULT_BACKEND = "onnxruntime" if all(importlib.util.find_spec(m) for m in ("on
 
 def net_outputs(prototxt: str | Path) -> list[str]:
     """Blob names no layer consumes (the net's outputs), in prototxt order."""
-    from pipeline.net_shapes import read_prototxt  # noqa: PLC0415
+    from core.net_shapes import read_prototxt  # noqa: PLC0415
     net = read_prototxt(prototxt)
     consumed, produced = set(), []
     for layer in net.layer:

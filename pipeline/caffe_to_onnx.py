@@ -1,6 +1,6 @@
 """Caffe deploy.prototxt + caffemodel -> ONNX graph, for the onnxruntime backend (pipeline/backends.py).
 
-A small converter written with the `onnx` helper API and caffe_pb2 (pipeline/caffe_proto.py), for
+A small converter written with the `onnx` helper API and caffe_pb2 (core/caffe_proto.py), for
 exactly the layer types this project's deploy nets use:
 
   Input, Convolution (group, pad, stride; dilation), ReLU (and leaky slope), LRN ACROSS_CHANNELS
@@ -29,10 +29,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.caffe_proto import cache_dir, caffe_pb2
+from core.caffe_proto import cache_dir, caffe_pb2
 from pipeline.errors import ModelError
-from pipeline.model_store import atomic_write_bytes, read_caffemodel
-from pipeline.net_shapes import infer_shapes, read_prototxt
+from core.model_store import atomic_write_bytes, read_caffemodel
+from core.net_shapes import infer_shapes, read_prototxt
 
 log = logging.getLogger(__name__)
 OPSET = 17

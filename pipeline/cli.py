@@ -19,7 +19,7 @@ from core.config import load_config
 from pipeline.backends import BACKENDS, DEFAULT_BACKEND
 from pipeline.detector import POSTS, PROPOSALS, HyperFace, scale_faces
 from pipeline.draw import draw_faces
-from pipeline.errors import BadImageError, PipelineError
+from pipeline.errors import BadImageError, HyperFaceError, PipelineError
 from pipeline.images import list_inputs, read_image
 from pipeline.model_store import atomic_write_bytes
 
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     try:
         counts = run(args.inputs, args.model, args.out, args.backend, args.proposals, args.post, args.irp,
                      args.config, args.ssd_model)
-    except (PipelineError, ValueError, FileNotFoundError) as err:
+    except (HyperFaceError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{counts['done']} done, {counts['already_done']} already done, {counts['skipped']} skipped "

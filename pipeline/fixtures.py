@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.model_store import export_model, write_caffemodel
-from pipeline.net_shapes import random_weights
+from core.model_store import export_model, write_caffemodel
+from core.net_shapes import random_weights
 
 
 def make_model_dir(deploy_prototxt: str | Path, out_dir: str | Path, weights: dict[str, list[np.ndarray]] | None = None,

@@ -17,12 +17,14 @@ import logging
 import sys
 from pathlib import Path
 
+from core.errors import HyperFaceError
+
 log = logging.getLogger(__name__)
 
 TRUNK = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the AlexNet convolutions every net shares
 
 
-class SurgeryError(ValueError):
+class SurgeryError(HyperFaceError, ValueError):
     """Weights that cannot be copied; the message names the layer (and file) at fault."""
 
 

@@ -10,17 +10,12 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from core.caffe_proto import caffe_pb2 as _caffe_pb2
+from core.errors import HyperFaceError
 
-class PrototxtError(ValueError):
+
+class PrototxtError(HyperFaceError, ValueError):
     """A prototxt that cannot be read or does not have the expected layers; the message names the file."""
-
-
-def _caffe_pb2():
-    try:
-        from caffe.proto import caffe_pb2
-    except ImportError as err:
-        raise ImportError(f"caffe.proto not importable ({err}); run `source scripts/env.sh` first") from None
-    return caffe_pb2
 
 
 def read_proto(path: str | Path, message):

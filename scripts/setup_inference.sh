@@ -5,7 +5,7 @@
 #   3. brocolli-caffe sdist fetched with pip into the cache (sha256 checked; shared with `make setup`)
 #   4. src/caffe/proto/caffe.proto extracted from it and compiled with protoc into
 #      $HYPERFACE_MODEL_CACHE/caffe_pb2/caffe_pb2.py (default ~/.cache/hyperface/...), where
-#      pipeline/caffe_proto.py finds it when pycaffe is not built
+#      core/caffe_proto.py finds it when pycaffe is not built
 #   5. check: the venv's protobuf loads the generated module
 # No Caffe build: the OpenCV DNN backend runs the nets. Idempotent; a second run takes ~1 s.
 # Logs: $HYPERFACE_CACHE/logs/ (default ~/.cache/hyperface/logs/).
@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SETUP_TAG=setup-inference
 # shellcheck source=scripts/setup_lib.sh
 source "$ROOT/scripts/setup_lib.sh"   # SDIST_*, CACHE, VENV, LOGS, step, apt_ensure, venv_ensure, sdist_fetch
-# same folder as pipeline.caffe_proto.cache_dir() / "caffe_pb2"
+# same folder as core.caffe_proto.cache_dir() / "caffe_pb2"
 PB2_DIR="${HYPERFACE_MODEL_CACHE:-$HOME/.cache/hyperface}/caffe_pb2"
 PB2="$PB2_DIR/caffe_pb2.py"
 STAMP="$PB2_DIR/.stamp"

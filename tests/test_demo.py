@@ -59,8 +59,8 @@ def test_setup_inference_generates_importable_caffe_pb2(env):
     assert env["pb2"].is_file() and "check (venv protobuf loads caffe_pb2)" in env["setup_out"]
     stamp = (env["pb2"].parent / ".stamp").read_text()
     assert "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a" in stamp and "libprotoc" in stamp
-    # pipeline.caffe_proto finds exactly this file when pycaffe is absent, and it (de)serialises SSD layers
-    probe = ("from pipeline.caffe_proto import caffe_pb2; pb = caffe_pb2(); print(pb.__file__); "
+    # core.caffe_proto finds exactly this file when pycaffe is absent, and it (de)serialises SSD layers
+    probe = ("from core.caffe_proto import caffe_pb2; pb = caffe_pb2(); print(pb.__file__); "
              "n = pb.NetParameter(name='x'); n.layer.add(type='PriorBox').prior_box_param.max_size.append(7.5); "
              "print(pb.NetParameter.FromString(n.SerializeToString()).layer[0].prior_box_param.max_size[0])")
     e = dict(env["env"], PYTHONPATH=str(REPO), CAFFE_PREFIX=str(env["root"] / "no_caffe"))

@@ -1,6 +1,7 @@
-"""Access to Caffe's protobuf messages (caffe_pb2) without needing pycaffe's compiled _caffe.so.
+"""The one loader of Caffe's protobuf messages (caffe_pb2), without needing pycaffe's compiled _caffe.so.
 
-Inference with the OpenCV backend and model export/expansion only need caffe_pb2 (NetParameter).
+Used by the model I/O (core/model_store.py, core/net_shapes.py), data_prep's LMDB Datums and the
+prototxt tools; inference with the OpenCV or ONNX Runtime backend only needs caffe_pb2 (NetParameter).
 Resolution order:
   1. `caffe.proto.caffe_pb2` when pycaffe imports (scripts/env.sh shell);
   2. a `caffe/proto/caffe_pb2.py` file under the project's Caffe build ($CAFFE_PREFIX or
@@ -20,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.errors import ModelError
+from core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
