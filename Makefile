@@ -12,6 +12,7 @@
 #   CAFFE         $(CAFFE_PREFIX)/bin/caffe    e.g.  $(CAFFE) train --solver=...
 #   RUN           env PYTHONPATH=... LD_LIBRARY_PATH=... PATH=...  (explicit form of the
 #                 exported environment, for commands run outside make's own env)
+#   DATA          the dataset folder (default ../shared/data = core.config.DATA_ROOT)
 #   SETUP_STAMP   file that exists once `make setup` succeeded: make your targets depend
 #                 on `setup` (phony, cheap) or on $(SETUP_STAMP).
 # Exported to every recipe: HYPERFACE_ROOT, CAFFE_PREFIX,
@@ -28,6 +29,9 @@ PY := $(VENV)/bin/python
 CAFFE_PREFIX := $(shell bash $(ROOT)/scripts/caffe_prefix.sh)
 CAFFE := $(CAFFE_PREFIX)/bin/caffe
 SETUP_STAMP := $(VENV)/.setup.stamp
+# The datasets (../shared/data/README.md), the same folder as core.config.DATA_ROOT; every mk/*.mk
+# default data path is below it. `make ... DATA=/my/data` moves them all.
+DATA ?= $(ROOT)/../shared/data
 
 export HYPERFACE_ROOT := $(ROOT)
 export CAFFE_PREFIX

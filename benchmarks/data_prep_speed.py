@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import load_config  # noqa: E402
 from data_prep.build import build_lmdb  # noqa: E402
-from data_prep.mix import SHARED_DATA  # noqa: E402
+from core.config import DATA_ROOT  # noqa: E402
 from data_prep.readers import read_300w  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=SHARED_DATA / "helen")
+    parser.add_argument("--root", type=Path, default=DATA_ROOT / "helen")
     parser.add_argument("--limit", type=int, default=20, help="HELEN trainset images")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from benchmarks import plots, results_io
-from benchmarks.datasets import aflw, afw, fddb, gender, ibug, pascal
+from benchmarks.datasets import afw, fddb, gender, ibug, pascal
 from benchmarks.metrics.detection import calibrate_boxes, face_eval_ap, match_boxes
 from benchmarks.metrics.fddb import ellipse_box_iou, fddb_roc, write_roc_files
 from benchmarks.metrics.gender import gender_accuracy
@@ -52,7 +52,9 @@ def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig)
         imgs = fddb.load_fddb(data_dir)
         return imgs, [(i.image_id, i.path) for i in imgs]
     if dataset in ("aflw", "aflw2000"):
-        recs = aflw.load_aflw_crops(data_dir) if dataset == "aflw" else aflw.load_aflw2000(data_dir)
+        # data_prep's readers: the faces and face boxes training sees (aflw: the crop, test split only)
+        from data_prep.readers import read_dataset
+        recs = read_dataset("aflw_crops" if dataset == "aflw" else "aflw2000", data_dir, split="test", config=cfg)
         if dataset == "aflw":
             b = cfg.benchmark
             yaws = np.array([r.faces[0].pose_deg[2] for r in recs])
@@ -62,7 +64,8 @@ def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig)
         recs = ibug.load_ibug(data_dir)
         return recs, [(r.image_id, r.path) for r in recs]
     if dataset in ("celeba", "lfwa", "utkface"):
-        samples = {"celeba": gender.load_celeba, "lfwa": gender.load_lfwa, "utkface": gender.load_utkface}[dataset](data_dir)
+        samples = (gender.load_utkface(data_dir, config=cfg) if dataset == "utkface"
+                   else {"celeba": gender.load_celeba, "lfwa": gender.load_lfwa}[dataset](data_dir))
         return samples, [(s.image_id, s.path) for s in samples]
     raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
 

@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.config import load_config  # noqa: E402
+from core.config import DATA_ROOT, load_config  # noqa: E402
 from pipeline import HyperFace  # noqa: E402
 from pipeline.backends import make_backend  # noqa: E402
 from pipeline.fixtures import make_model_dir  # noqa: E402
@@ -36,7 +36,7 @@ from pipeline.geometry import mean_shape  # noqa: E402
 from pipeline.proposals import selective_search  # noqa: E402
 
 log = logging.getLogger("speed")
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_ROOT
 
 
 def sgemm_peak(n: int, repeats: int) -> float:

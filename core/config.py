@@ -14,6 +14,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "hyperface.yaml"
+# The folder holding the datasets (layout: ../shared/data/README.md): every default data path of
+# data_prep, training, pipeline, benchmarks and tests is below it. Make passes the same folder as DATA.
+DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,14 @@ def crop_and_warp(image: np.ndarray, box: np.ndarray, size: int, mean_bgr) -> np
     elif any(pads):
         cut = cv2.copyMakeBorder(cut, *pads, cv2.BORDER_CONSTANT, value=tuple(float(v) for v in fill))
     return cv2.resize(cut, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def points_box(points: np.ndarray) -> np.ndarray:
+    """Tight box (4,) x1, y1, x2, y2 of the finite points of `points` (n, 2): NaN rows (invisible
+    or unknown points) are left out; all NaN when no point is finite. The face box of the sets
+    that have no face rectangle (300-W, AFLW2000-3D)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if not len(pts):
+        return np.full(4, np.nan)
+    return np.concatenate([pts.min(axis=0), pts.max(axis=0)])

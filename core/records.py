@@ -23,6 +23,8 @@ class FaceRecord:
     gender: str | None = None                         # "m", "f" or None (unknown: no gender loss)
     landmarks68: np.ndarray | None = None             # (68, 2) iBUG points when the set has them
     face_id: str = ""                                 # dataset's id of the face, for tracing
+    ignore: bool = False                              # kept only so no region overlapping it is a negative
+                                                      # (e.g. WIDER faces under sampling.min_face_side): never a positive
 
     def __post_init__(self):
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)

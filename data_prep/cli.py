@@ -6,10 +6,10 @@ import logging
 import sys
 from pathlib import Path
 
-from core.config import load_config
+from core.config import DATA_ROOT, load_config
 from data_prep.build import TASKS, build_lmdb
 from data_prep.errors import DataPrepError
-from data_prep.mix import build_mix, parse_mix, parse_set, SHARED_DATA
+from data_prep.mix import build_mix, parse_mix, parse_set
 from data_prep.readers import CROP_DATASETS, read_dataset
 
 DATASETS = ("aflw", "300w", "aflw2000", "aflw_crops", "wider", "utkface")
@@ -34,12 +34,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="a set (repeatable), e.g. aflw_crops=../shared/data/aflw_crops:4000")
     mix.add_argument("--mix", default="", metavar="NAME=LIMIT,...",
                      help="sets with default roots under --data-root, e.g. aflw_crops=4000,wider=600,helen=870")
-    mix.add_argument("--data-root", type=Path, default=SHARED_DATA, help="root of the default set folders")
+    mix.add_argument("--data-root", type=Path, default=DATA_ROOT, help="root of the default set folders")
     ssd = sub.add_parser("ssd", parents=[common], help="whole images + face boxes -> SSD AnnotatedDatum LMDB")
     ssd.add_argument("--set", dest="sets", action="append", default=[], metavar="DATASET=ROOT[:LIMIT[:SPLIT]]",
                      help="a set (repeatable), e.g. wider=../shared/data/wider_train:600")
     ssd.add_argument("--mix", default="", metavar="NAME=LIMIT,...", help="sets with default roots, e.g. wider=1239,helen=870")
-    ssd.add_argument("--data-root", type=Path, default=SHARED_DATA, help="root of the default set folders")
+    ssd.add_argument("--data-root", type=Path, default=DATA_ROOT, help="root of the default set folders")
     return parser
 
 

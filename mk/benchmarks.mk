@@ -3,14 +3,14 @@
 #   make bench-afw [AFW_DIR=...] [MODEL=...] [BENCH_ARGS="--proposals quality --post nms --irp 0"]
 # A missing dataset stops with a one-line message naming the files expected where.
 
-AFW_DIR ?= ../shared/data/afw_sample
-PASCAL_DIR ?= ../shared/data/pascal_faces
-FDDB_DIR ?= ../shared/data/fddb_sample
-AFLW_DIR ?= ../shared/data/aflw_crops
-AFLW2000_DIR ?= ../shared/data/aflw2000_sample
-IBUG_DIR ?= ../shared/data/ibug
-CELEBA_DIR ?= ../shared/data/celeba
-UTKFACE_DIR ?= ../shared/data/utkface
+AFW_DIR ?= $(DATA)/afw_sample
+PASCAL_DIR ?= $(DATA)/pascal_faces
+FDDB_DIR ?= $(DATA)/fddb_sample
+AFLW_DIR ?= $(DATA)/aflw_crops
+AFLW2000_DIR ?= $(DATA)/aflw2000_sample
+IBUG_DIR ?= $(DATA)/ibug
+CELEBA_DIR ?= $(DATA)/celeba
+UTKFACE_DIR ?= $(DATA)/utkface
 MODEL ?= models/hyperface
 BENCH_OUT ?= runs/bench
 BENCH_ARGS ?=

@@ -5,7 +5,7 @@
 #   make lmdb-utkface      UTKFace gender chips                  -> build/lmdb/utkface
 #   make lmdb-mix          training mix (MIX=...)                -> build/lmdb/train_mix
 #   make test-data-prep    data_prep tests;  make bench-data-prep  speed benchmark
-DATA ?= $(ROOT)/../shared/data
+# DATA (the dataset folder) comes from the top-level Makefile.
 LMDB_DIR ?= $(ROOT)/build/lmdb
 LIMIT ?=
 MIX ?= aflw_crops=4000,wider=600,helen=870,utkface=1500

@@ -5,7 +5,7 @@
 # Resumable: detection skips images whose JSON exists; GT-box predictions are cached per set.
 # Time (2 cores): GT boxes ~1900 faces at ~40-80 faces/s; detection ~10-28 s/image (1000-2000
 # proposals); DET_LIMIT=30 keeps the whole target near 10 min on idle cores.
-HELDOUT_DATA ?= ../shared/data
+HELDOUT_DATA ?= $(DATA)
 HELDOUT_OUT ?= runs/bench/heldout
 DET_LIMIT ?= 30
 

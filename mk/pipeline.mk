@@ -3,7 +3,7 @@
 #   make speed [SPEED_ARGS=--quick]      CPU timings (benchmarks/speed.py)
 #   make mean-shape                      recompute pipeline/mean_shape_aflw21.json from aflw_crops
 #   make test-pipeline                   the pipeline's tests
-IMAGES ?= ../shared/data/afw_sample
+IMAGES ?= $(DATA)/afw_sample
 MODEL ?= models/hyperface
 DETECT_OUT ?= runs/detect
 DETECT_ARGS ?=

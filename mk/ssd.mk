@@ -14,7 +14,6 @@ SSD_BATCH ?= 8
 SSD_LR ?= 0.0001
 SSD_SNAPSHOT_EVERY ?= 200
 SSD_EXPORT ?= $(SSD_OUT)/model
-DATA ?= $(ROOT)/../shared/data
 
 .PHONY: lmdb-ssd train-fast-hyperface test-ssd
 

@@ -45,8 +45,9 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data(repo_root) -> Path:
-    return repo_root.parent / "shared" / "data"
+def shared_data() -> Path:
+    from core.config import DATA_ROOT
+    return DATA_ROOT
 
 
 @pytest.fixture(scope="session")

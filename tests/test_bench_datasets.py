@@ -1,6 +1,4 @@
 """Benchmark loaders on the real samples in ../shared/data, and their clear errors."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -9,8 +7,9 @@ from benchmarks.datasets.fddb import load_fddb
 from benchmarks.datasets.pascal import load_pascal_faces
 from benchmarks.errors import BenchmarkDataError
 from benchmarks.metrics.landmarks import AFW6_FROM_AFLW21
+from core.config import DATA_ROOT
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = DATA_ROOT
 AFW = DATA / "afw_sample"
 FDDB = DATA / "fddb_sample"
 

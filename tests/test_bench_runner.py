@@ -7,9 +7,10 @@ import pytest
 from benchmarks import results_io
 from benchmarks.datasets.afw import load_afw
 from benchmarks.run_detection import make_detector, run_detection
+from core.config import DATA_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_ROOT
 
 
 def _model_dir():

@@ -10,10 +10,10 @@ from benchmarks.cli import main
 from benchmarks.datasets.afw import load_afw
 from benchmarks.datasets.fddb import load_fddb
 from benchmarks.score import score_runs
-from core.config import load_config
+from core.config import DATA_ROOT, load_config
 from core.face import Face
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = DATA_ROOT
 CFG = load_config()
 
 

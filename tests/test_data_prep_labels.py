@@ -156,7 +156,7 @@ def test_labels_of_hand_made_proposals(tmp_path):
 def test_negatives_avoid_ignored_faces():
     from core.records import FaceRecord
     real = FaceRecord(box=[0, 0, 100, 100], face_id="a")
-    tiny = FaceRecord(box=[200, 200, 210, 210], face_id="ignore:b")
+    tiny = FaceRecord(box=[200, 200, 210, 210], face_id="b", ignore=True)
     out = label_regions(np.array([[200, 200, 212, 212], [300, 300, 350, 350], [0, 0, 100, 100]]), [real, tiny], CFG)
     assert [k for k, _, _ in out] == [None, NEGATIVE, POSITIVE]
 

@@ -77,6 +77,14 @@ def test_pose_from_68_agrees_with_aflw2000(data):
     assert np.mean(yaw_err) < 10
 
 
+def test_points_box_leaves_out_invisible_points():
+    from core.geometry import points_box
+
+    pts = np.array([[3.0, 7.0], [np.nan, np.nan], [10.0, 2.0], [5.0, 9.5], [-100.0, np.nan]])
+    np.testing.assert_array_equal(points_box(pts), [3.0, 2.0, 10.0, 9.5])   # NaN rows (even half-NaN) skipped
+    assert np.isnan(points_box(np.full((21, 2), np.nan))).all()
+
+
 def test_aflw2000_reader(data):
     records = read_aflw2000(data / "aflw2000_sample")
     assert len(records) == 16
@@ -89,6 +97,8 @@ def test_aflw2000_reader(data):
     vis = first.faces[0].visibility.astype(bool)
     np.testing.assert_allclose(first.faces[0].landmarks[vis], mat["pt2d"].T[vis])
     assert (first.width, first.height) == (450, 450)
+    shown = mat["pt2d"].T[vis]                                         # the face box: box of the visible points
+    np.testing.assert_allclose(first.faces[0].box, [*shown.min(axis=0), *shown.max(axis=0)])
 
 
 def test_aflw_crops_reader(data):
@@ -112,6 +122,7 @@ def test_wider_reader(data):
     assert first.image_id == "1--Handshaking/1_Handshaking_Handshaking_1_409.jpg"
     np.testing.assert_array_equal(first.faces[0].box, [234, 48, 290, 122])
     tiny = [f for f in faces if is_ignore(f)]
+    assert all(f.ignore for f in tiny) and first.faces[0].face_id == f"{first.image_id}#0"   # a field, not an id prefix
     sides = np.array([min(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces])
     assert len(tiny) == int((sides < load_config().sampling.min_face_side).sum()) > 1000
     assert first.path.is_file()

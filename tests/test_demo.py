@@ -12,6 +12,7 @@ import cv2
 import jsonschema
 import pytest
 
+from core.config import DATA_ROOT
 from pipeline.backends import DEFAULT_BACKEND
 from pipeline.fixtures import make_model_dir
 
@@ -20,7 +21,7 @@ DEPLOY = REPO / "prototxt" / "hyperface" / "deploy.prototxt"
 EXAMPLES = REPO / "examples" / "images"
 EXAMPLE_NAMES = ["astronaut", "cameraman", "chelsea"]
 SCHEMA = json.loads((REPO / "pipeline" / "face_schema.json").read_text())
-AFW_IMAGE = REPO.parent / "shared" / "data" / "afw_sample" / "1004109301.jpg"
+AFW_IMAGE = DATA_ROOT / "afw_sample" / "1004109301.jpg"
 VENV_PY = REPO / ".venv" / "bin" / "python"
 
 _spec = importlib.util.spec_from_file_location("hyperface_demo", REPO / "examples" / "demo.py")

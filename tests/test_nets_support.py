@@ -11,7 +11,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from core.config import load_config
+from core.config import DATA_ROOT, load_config
 from core.labels import LABEL_LENGTH, OFFSETS, empty_label
 from prototxt import PROTOTXT_DIR
 from prototxt.netspec_utils import solver_for, with_data_sources
@@ -20,7 +20,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 
 caffe.set_mode_cpu()
-AFLW = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "aflw_crops"
+AFLW = DATA_ROOT / "aflw_crops"
 CFG = load_config()
 
 

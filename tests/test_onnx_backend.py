@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from core.config import DATA_ROOT  # noqa: E402
 from pipeline import HyperFace  # noqa: E402
 from pipeline.backends import OnnxRuntimeBackend, OpenCVBackend, make_backend  # noqa: E402
 from pipeline.caffe_to_onnx import UnsupportedLayerError, cached_onnx, convert  # noqa: E402
@@ -19,7 +20,7 @@ from pipeline.model_store import write_caffemodel  # noqa: E402
 from pipeline.net_shapes import random_weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-AFW_IMAGE = REPO.parent / "shared" / "data" / "afw_sample" / "1004109301.jpg"
+AFW_IMAGE = DATA_ROOT / "afw_sample" / "1004109301.jpg"
 TINY = REPO / "tests" / "fixtures" / "tiny_hyperface" / "deploy.prototxt"
 DEPLOYS = [REPO / "prototxt" / n / "deploy.prototxt" for n in ("hyperface", "rcnn_face")]
 

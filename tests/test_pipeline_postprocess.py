@@ -38,6 +38,17 @@ def test_mean_shape_file_has_provenance_and_sane_layout():
     assert ((ms > 0) & (ms < 1)).all()
 
 
+def test_mean_shape_file_is_the_train_split_mean_of_the_reader(shared_data):
+    """pipeline/mean_shape_aflw21.json is what make_mean_shape computes now: aflw_crops train split
+    only (data_prep's reader), so the test-time face-box fit has seen no held-out face."""
+    from pipeline.make_mean_shape import compute_mean_shape
+
+    mean, n = compute_mean_shape(shared_data / "aflw_crops")
+    doc = json.loads(MEAN_SHAPE_PATH.read_text())
+    assert n == doc["provenance"]["faces"] == 1429
+    np.testing.assert_allclose(mean_shape(), mean, atol=5e-7)
+
+
 def test_box_from_landmarks_on_the_mean_shape_returns_the_scaled_unit_box():
     np.testing.assert_allclose(box_from_landmarks(shape_in_box(30, 40, 200)), [30, 40, 230, 240], atol=1e-9)
     # In-plane rotation about the box centre keeps the (square) box.

@@ -23,12 +23,16 @@ def test_unknown_split_is_an_error():
 
 
 def test_shared_sets_train_and_test_do_not_overlap(shared_data):
-    from benchmarks.datasets.aflw import load_aflw_crops
     from benchmarks.datasets.gender import load_utkface
+    from benchmarks.score import load_ground_truth
+    from core.config import load_config
     from data_prep.readers import read_dataset
     train = {r.image_id for r in read_dataset("aflw_crops", shared_data / "aflw_crops", split="train")}
-    held_out = {r.image_id for r in load_aflw_crops(shared_data / "aflw_crops")}
-    assert len(held_out) >= 990 and not train & held_out
+    held_out = {r.image_id for r in read_dataset("aflw_crops", shared_data / "aflw_crops", split="test")}
+    assert len(held_out) == 998 and not train & held_out          # 1000 held out, 2 bad crops skipped
+    bench, _ = load_ground_truth("aflw", shared_data / "aflw_crops", load_config())   # `python -m benchmarks aflw`
+    assert {r.image_id for r in bench} <= held_out and len(bench) == load_config().benchmark.aflw_subset_size
+    assert all((r.faces[0].box == [0, 0, 120, 120]).all() for r in bench)           # the box training uses
     utk_train = {r.image_id for r in read_dataset("utkface", shared_data / "utkface", split="train")}
     utk_test = {s.path.name for s in load_utkface(shared_data / "utkface")}
     assert len(utk_train) == 2500 and len(utk_test) == 500 and not utk_train & utk_test

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.config import load_config
+from core.config import DATA_ROOT, load_config
 from core.records import FaceRecord, ImageRecord
 from data_prep.errors import DataPrepError
 from data_prep.readers import read_dataset
@@ -17,7 +17,7 @@ from data_prep.ssd_lmdb import (FACE_LABEL, SSD_DB, build_ssd_lmdb, decode_annot
                                 read_ssd_lmdb)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_ROOT
 WIDER_SAMPLE = DATA / "wider_sample"
 WIDER_TRAIN = DATA / "wider_train"
 SSD_DEPLOY = REPO / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"
@@ -37,7 +37,7 @@ def test_normalised_faces_by_hand(cfg):
         FaceRecord(box=[150, -20, 260, 60], face_id="b"),
         FaceRecord(box=[210, 10, 250, 50], face_id="c"),
         FaceRecord(box=[0, 0, cfg.sampling.min_face_side - 1, 40], face_id="d"),
-        FaceRecord(box=[50, 50, 90, 90], face_id="ignore:e"),
+        FaceRecord(box=[50, 50, 90, 90], face_id="e", ignore=True),
     ])
     faces, dropped = normalised_faces(record, 200, 100, cfg.sampling.min_face_side)
     assert dropped == 1

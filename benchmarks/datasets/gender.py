@@ -1,19 +1,16 @@
 """Gender test sets (Section 5.4): CelebA, LFWA and held-out UTKFace. Each loader returns
-GenderSample(image_id, path, gender 'm'/'f')."""
+GenderSample(image_id, path, gender 'm'/'f'). UTKFace is read by data_prep's reader (the one
+that picks the training split), so the benchmark scores exactly the chips training left out."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.errors import BenchmarkDataError
-from core.config import load_config
-from core.splits import select_split
 
 EXPECTED_CELEBA = ("CelebA: <dir>/list_attr_celeba.txt, <dir>/list_eval_partition.txt and images in "
                    "<dir>/img_align_celeba/ (or <dir>/img_celeba/)")
 EXPECTED_LFWA = "LFWA: <dir>/lfw_attributes.txt (Kumar et al.; tab-separated, 'Male' column) and <dir>/lfw/<person>/<person>_NNNN.jpg"
-EXPECTED_UTK = "UTKFace: <dir>/labels.csv (image,age,gender with gender m/f) and the images it names"
 CELEBA_TEST_PARTITION = "2"   # list_eval_partition.txt: 0 train, 1 val, 2 test
 
 
@@ -79,19 +76,9 @@ def load_lfwa(lfwa_dir: str | Path) -> list[GenderSample]:
 
 
 def load_utkface(utk_dir: str | Path, split: str = "test", config=None) -> list[GenderSample]:
-    """The held-out `split` of UTKFace (core/splits.py; data_prep trains on 'train' only)."""
-    cfg = config or load_config()
-    utk_dir = Path(utk_dir)
-    path = _need(utk_dir / "labels.csv", EXPECTED_UTK)
-    out = []
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    names = [row.get("image", "") for row in rows]
-    keep = select_split(names, split, cfg.sampling.utkface_test_images, "utkface")
-    for line_no, (row, kept) in enumerate(zip(rows, keep), start=2):
-        if not kept:
-            continue
-        if row.get("gender") not in ("m", "f"):
-            raise BenchmarkDataError(path, f"line {line_no}: gender must be m or f, got {row.get('gender')!r}")
-        out.append(GenderSample(Path(row["image"]).name.split(".")[0], utk_dir / row["image"], row["gender"]))
-    return out
+    """The held-out `split` of UTKFace (data_prep.readers.utkface, core/splits.py; training reads
+    'train'). image_id is the file name without its extensions (`<age>_<gender>_..._<date>`)."""
+    from data_prep.readers import read_utkface
+
+    return [GenderSample(r.path.name.split(".")[0], r.path, r.faces[0].gender)
+            for r in read_utkface(utk_dir, split=split, config=config)]

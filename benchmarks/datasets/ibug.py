@@ -1,16 +1,15 @@
 """300-W / iBUG 68-point sets: a folder of images with same-named `.pts` files (the iBUG challenge
 subset, or any 300-W folder such as HELEN's testset). `.pts` coordinates are 1-based (MATLAB style);
-mapped to 0-based here. The face box is the box of the 68 points.
+mapped to 0-based by data_prep's reader. The face box is the box of the 68 points (core.geometry.points_box),
+as data_prep.readers.pts300w gives it for training.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.errors import BenchmarkDataError
+from core.geometry import points_box
 from core.records import FaceRecord, ImageRecord
-from data_prep.errors import DataPrepError
 from data_prep.readers.pts300w import read_pts
 
 EXPECTED = "IBUG / 300-W: <dir>/*.jpg (or .png) each with a <name>.pts (version 1, n_points: 68)"
@@ -26,10 +25,7 @@ def load_ibug(ibug_dir: str | Path) -> list[ImageRecord]:
         img = next((p.with_suffix(ext) for ext in (".jpg", ".png", ".jpeg") if p.with_suffix(ext).is_file()), None)
         if img is None:
             raise BenchmarkDataError(p, "no image next to it (.jpg/.png)")
-        try:
-            pts = read_pts(p)                      # the same .pts reader (0-based) as data_prep
-        except DataPrepError as err:
-            raise BenchmarkDataError(err.path, err.problem) from None
-        box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
-        records.append(ImageRecord(path=img, image_id=p.stem, faces=[FaceRecord(box=box, landmarks68=pts, face_id=p.stem)]))
+        pts = read_pts(p)                          # the same .pts reader (0-based) as data_prep
+        records.append(ImageRecord(path=img, image_id=p.stem,
+                                   faces=[FaceRecord(box=points_box(pts), landmarks68=pts, face_id=p.stem)]))
     return records

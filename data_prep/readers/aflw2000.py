@@ -13,6 +13,7 @@ import numpy as np
 import scipy.io
 
 from core.aflw21 import NUM_POINTS
+from core.geometry import points_box
 from core.records import FaceRecord, ImageRecord
 from data_prep.errors import DataPrepError
 from data_prep.readers.common import apply_limit, check_finite, image_size
@@ -42,8 +43,7 @@ def read_aflw2000(root: str | Path, split: str = "test", limit: int | None = Non
         if invisible.all():
             raise DataPrepError(mat_path, "no visible landmark")
         pitch, yaw, roll = check_finite(mat["Pose_Para"], mat_path, "Pose_Para").ravel()[:3]
-        visible = points[~invisible]
-        box = np.array([*visible.min(axis=0), *visible.max(axis=0)])
+        box = points_box(points)            # of the visible points (the invisible ones are NaN)
         image_path = mat_path.with_suffix(".jpg")
         width, height = image_size(image_path)
         face = FaceRecord(box=box, landmarks=points, pose_deg=np.degrees([roll, pitch, yaw]), face_id=mat_path.stem)

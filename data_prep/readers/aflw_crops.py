@@ -1,8 +1,16 @@
 """aflw_crops reader (`annotations.csv`: image, yaw_deg, x1, y1, ..., x21, y21; 120x120 crops).
 
 Invisible points are -1,-1. Only yaw is known (degrees, project convention); roll and pitch are NaN
-so the pose mask is set per component. The face box is the whole crop (the crops are the roi face
-boxes). Rows with a visible coordinate outside [-5, 125] are bad crops and are skipped (counted).
+so the pose mask is set per component. Rows with a visible coordinate outside [-5, 125] are bad
+crops and are skipped (counted), in every split.
+
+The face box is the whole crop, [0, 0, 120, 120] (the crops are 2DASL's roi face boxes). This one
+reader, and so this one box, serves training (split 'train'), the benchmarks (`python -m benchmarks
+aflw`, benchmarks/gt_box_eval.py: split 'test') and the mean shape (pipeline/make_mean_shape.py:
+split 'train'). The landmark benchmark's "face size" NME normaliser is therefore sqrt(w * h) of the
+crop = 120 px for every face. (Until issue 14 the benchmark parsed the file again, kept the bad crops
+(1000 test faces instead of 998) and divided by the box of the visible points, which is smaller
+than the crop and shrinks with yaw, so its NME was larger and not the box training used.)
 """
 from __future__ import annotations
 

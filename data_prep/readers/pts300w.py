@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.geometry import points_box
 from core.records import FaceRecord, ImageRecord
 from data_prep.errors import DataPrepError
 from data_prep.ibug68 import NUM_POINTS_68, aflw21_from_68, pose_from_68
@@ -64,7 +65,7 @@ def read_300w(root: str | Path, split: str = "train", limit: int | None = None,
         width, height = image_size(image_path)
         landmarks, labelled = aflw21_from_68(points68)
         visibility = labelled.astype(np.float64)
-        box = np.array([points68[:, 0].min(), points68[:, 1].min(), points68[:, 0].max(), points68[:, 1].max()])
+        box = points_box(points68)
         pose = pose_from_68(points68, width or int(box[2] * 2), height or int(box[3] * 2))
         rel = image_path.relative_to(root).as_posix() if image_path.is_relative_to(root) else image_path.name
         face = FaceRecord(box=box, landmarks=landmarks, visibility=visibility, landmarks_labelled=labelled,

@@ -1,8 +1,8 @@
 """WIDER FACE reader (`wider_face_split/wider_face_<split>_bbx_gt.txt` + `WIDER_<split>/images/`).
 
 Boxes only. Faces flagged invalid=1 are skipped. Faces smaller than SamplingConfig.min_face_side
-are kept as "ignore" regions (face_id prefixed `ignore:`) so they never become negatives nor
-positives; data_prep.regions treats them that way.
+are kept as "ignore" regions (FaceRecord.ignore = True) so they never become negatives nor
+positives; data_prep.regions and the training sampler treat them that way.
 """
 from __future__ import annotations
 
@@ -15,12 +15,9 @@ from core.records import FaceRecord, ImageRecord
 from data_prep.errors import DataPrepError
 from data_prep.readers.common import apply_limit
 
-IGNORE_PREFIX = "ignore:"
-
-
 def is_ignore(face: FaceRecord) -> bool:
-    """True for a face kept only so that no negative overlaps it."""
-    return face.face_id.startswith(IGNORE_PREFIX)
+    """True for a face kept only so that no negative overlaps it (FaceRecord.ignore)."""
+    return face.ignore
 
 
 def read_wider(root: str | Path, split: str = "train", limit: int | None = None,
@@ -50,7 +47,7 @@ def read_wider(root: str | Path, split: str = "train", limit: int | None = None,
             if invalid == 1 or w <= 0 or h <= 0:
                 continue
             tiny = min(w, h) < cfg.sampling.min_face_side
-            faces.append(FaceRecord(box=[x, y, x + w, y + h], face_id=f"{IGNORE_PREFIX if tiny else ''}{name}#{k}"))
+            faces.append(FaceRecord(box=[x, y, x + w, y + h], face_id=f"{name}#{k}", ignore=bool(tiny)))
         records.append(ImageRecord(path=root / f"WIDER_{split}" / "images" / name, faces=faces, image_id=name))
         if limit and len(records) >= limit:
             break
