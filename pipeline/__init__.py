@@ -1,5 +1,6 @@
-"""HyperFace test-time pipeline (Section 3.3): proposals, batched forward (OpenCV DNN or pycaffe),
-Iterative Region Proposals, Landmark-based NMS; a one-call API and a folder CLI (python -m pipeline).
+"""HyperFace test-time pipeline (Section 3.3): proposals, batched forward (ONNX Runtime by
+default, OpenCV DNN as the fallback, or pycaffe), Iterative Region Proposals, Landmark-based NMS; a
+one-call API and a folder CLI (python -m pipeline).
 
     from pipeline import HyperFace
     faces = HyperFace("models/hyperface").detect(cv2.imread("photo.jpg"))
