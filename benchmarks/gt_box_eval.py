@@ -2,9 +2,10 @@
 
 Each held-out face is cut from its image exactly as the pipeline cuts a region
 (pipeline.geometry.make_batch), forwarded in batches through the model's deploy net with the
-pipeline's backend (pipeline.backends, OpenCV DNN by default) and decoded by the pipeline
-(pipeline.postprocess.decode_outputs: eq. 8 landmarks in image pixels, pose in degrees). The
-predictions are then scored with the benchmark metrics (benchmarks.metrics.*).
+pipeline's backend (pipeline.backends.DEFAULT_BACKEND: ONNX Runtime when installed, else OpenCV
+DNN) and decoded by the pipeline (pipeline.postprocess.decode_outputs into its Regions: eq. 8
+landmarks in image pixels, pose in degrees). The predictions are then scored with the benchmark
+metrics (benchmarks.metrics.*; this module only picks them per set and writes the report).
 
 Face boxes (the ones data_prep trains with, read by the same readers, split="test"):
   aflw_crops  the whole 120x120 crop (data_prep.readers.aflw_crops), core/splits.py test split;
@@ -20,7 +21,7 @@ set's boxes, so a rerun scores without forwarding again.
 
 CLI (make bench-heldout runs it after the two detection runs):
   python -m benchmarks.gt_box_eval --model DIR --out DIR [--data ../shared/data]
-         [--det-afw RESULTS_DIR] [--det-helen RESULTS_DIR] [--det-limit N] [--backend opencv|caffe]
+         [--det-afw RESULTS_DIR] [--det-helen RESULTS_DIR] [--det-limit N] [--backend onnxruntime|opencv|caffe]
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -38,16 +38,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.backends import BACKENDS, DEFAULT_BACKEND
-
 from benchmarks import plots, results_io
 from benchmarks.errors import BenchmarkDataError
+from benchmarks.metrics.detection import score_summary
+from benchmarks.metrics.fddb import ellipse_boxes
 from benchmarks.metrics.gender import gender_accuracy
-from benchmarks.metrics.landmarks import (AFW6_FROM_AFLW21, angle_error_deg, balanced_yaw_subset, ced, nme,
-                                          nme_per_yaw_group, normaliser)
+from benchmarks.metrics.landmarks import (AFW6_FROM_AFLW21, angle_error_deg, balanced_yaw_subset, ced,
+                                          mean_abs_angle_error, nme, nme_per_yaw_group, normaliser,
+                                          visibility_accuracy)
 from benchmarks.report import write_report
-from core.config import HyperFaceConfig, load_config
+from core.config import DATA_ROOT, HyperFaceConfig, load_config
+from core.errors import HyperFaceError
 from core.records import FaceRecord
+from pipeline.backends import BACKENDS, DEFAULT_BACKEND
+from pipeline.postprocess import Regions
 
 log = logging.getLogger("benchmarks.gt_box_eval")
 
@@ -59,68 +63,6 @@ class HeldoutError(BenchmarkDataError):
     """A held-out set or model that cannot be evaluated; str() is '<path>: <problem>'."""
 
 
-@dataclass
-class Predictions:
-    """Decoded net outputs on the given boxes, one row per face (pipeline.postprocess.Regions fields)."""
-    scores: np.ndarray            # (F,) face probability
-    landmarks: np.ndarray         # (F, 21, 2) image pixels
-    visibility: np.ndarray        # (F, 21) predicted visibility score
-    pose_deg: np.ndarray          # (F, 3) roll, pitch, yaw
-    gender_prob_male: np.ndarray  # (F,)
-
-    FIELDS = ("scores", "landmarks", "visibility", "pose_deg", "gender_prob_male")
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
-# ----------------------------------------------------------------------------- pure metrics
-def score_summary(scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """Distribution of face probabilities on ground-truth boxes.
-
-    scores: (F,). Returns {"score_mean", "score_median", "frac_above": fraction > threshold, "n"};
-    NaN statistics for F = 0.
-    """
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if not len(s):
-        return {"score_mean": float("nan"), "score_median": float("nan"), "frac_above": float("nan"), "n": 0}
-    return {"score_mean": float(s.mean()), "score_median": float(np.median(s)),
-            "frac_above": float((s > threshold).mean()), "n": int(len(s))}
-
-
-def visibility_accuracy(pred_visibility: np.ndarray, gt_visible: np.ndarray, labelled: np.ndarray,
-                        threshold: float) -> float:
-    """Fraction of labelled points whose predicted visibility (score >= threshold) equals the truth.
-
-    pred_visibility: (F, P) scores; gt_visible: (F, P) 1/0 (or bool); labelled: (F, P) bool, the
-    points whose visibility is known. NaN when nothing is labelled.
-    """
-    pred = np.asarray(pred_visibility, dtype=np.float64) >= threshold
-    gt = np.asarray(gt_visible, dtype=np.float64) > 0.5
-    lab = np.asarray(labelled, dtype=bool)
-    if not lab.any():
-        return float("nan")
-    return float((pred == gt)[lab].mean())
-
-
-def mean_abs_angle_error(pred_deg: np.ndarray, gt_deg: np.ndarray) -> float:
-    """Mean absolute angular error in degrees (angle_error_deg, wrapped), over pairs where both are known."""
-    err = angle_error_deg(pred_deg, gt_deg).reshape(-1)
-    err = err[np.isfinite(err)]
-    return float(err.mean()) if len(err) else float("nan")
-
-
-def ellipse_boxes(ellipses: np.ndarray) -> np.ndarray:
-    """Axis-aligned bounding boxes (n, 4) x1, y1, x2, y2 of FDDB ellipses (n, 5):
-    major radius a, minor radius b, angle t (radians, of the major axis), centre x, y.
-    Half extents: sqrt(a^2 cos^2 t + b^2 sin^2 t) in x, sqrt(a^2 sin^2 t + b^2 cos^2 t) in y."""
-    e = np.asarray(ellipses, dtype=np.float64).reshape(-1, 5)
-    a, b, t, cx, cy = e.T
-    hw = np.sqrt((a * np.cos(t)) ** 2 + (b * np.sin(t)) ** 2)
-    hh = np.sqrt((a * np.sin(t)) ** 2 + (b * np.cos(t)) ** 2)
-    return np.column_stack([cx - hw, cy - hh, cx + hw, cy + hh])
-
-
 # ----------------------------------------------------------------------------- held-out faces
 def load_heldout(data_root: str | Path, sets: Sequence[str] = SETS, config: HyperFaceConfig | None = None,
                  limit: int | None = None) -> dict[str, list[tuple[Path, FaceRecord]]]:
@@ -128,38 +70,34 @@ def load_heldout(data_root: str | Path, sets: Sequence[str] = SETS, config: Hype
     limit: at most this many faces per set (for tests)."""
     from benchmarks.datasets.afw import load_afw
     from benchmarks.datasets.fddb import load_fddb
-    from data_prep.errors import DataPrepError
     from data_prep.readers import read_dataset
     from data_prep.readers.wider import is_ignore
 
     cfg = config or load_config()
     root = Path(data_root)
     out: dict[str, list[tuple[Path, FaceRecord]]] = {}
-    for name in sets:
-        try:
-            if name == "aflw_crops":
-                recs = read_dataset("aflw_crops", root / "aflw_crops", split="test", config=cfg)
-            elif name == "helen":
-                recs = read_dataset("300w", root / "helen", split="test")
-            elif name == "utkface":
-                recs = read_dataset("utkface", root / "utkface", split="test", config=cfg)
-            elif name == "aflw2000":
-                recs = read_dataset("aflw2000", root / "aflw2000_sample")
-            elif name == "afw":
-                recs = load_afw(root / "afw_sample")
-            elif name == "wider_val":
-                recs = read_dataset("wider", root / "wider_sample", split="val", config=cfg)
-                for r in recs:
-                    r.faces = [f for f in r.faces if not is_ignore(f)]
-            elif name == "fddb":
-                recs = [(im.path, FaceRecord(box=b, face_id=f"{im.image_id}#{k}"))
-                        for im in load_fddb(root / "fddb_sample") for k, b in enumerate(ellipse_boxes(im.ellipses))]
-                out[name] = recs[:limit] if limit else recs
-                continue
-            else:
-                raise ValueError(f"unknown held-out set {name!r}; known: {SETS}")
-        except DataPrepError as err:
-            raise HeldoutError(err.path, err.problem) from None
+    for name in sets:   # data_prep's readers raise DataPrepError, the benchmark loaders BenchmarkDataError
+        if name == "aflw_crops":
+            recs = read_dataset("aflw_crops", root / "aflw_crops", split="test", config=cfg)
+        elif name == "helen":
+            recs = read_dataset("300w", root / "helen", split="test")
+        elif name == "utkface":
+            recs = read_dataset("utkface", root / "utkface", split="test", config=cfg)
+        elif name == "aflw2000":
+            recs = read_dataset("aflw2000", root / "aflw2000_sample")
+        elif name == "afw":
+            recs = load_afw(root / "afw_sample")
+        elif name == "wider_val":
+            recs = read_dataset("wider", root / "wider_sample", split="val", config=cfg)
+            for r in recs:
+                r.faces = [f for f in r.faces if not is_ignore(f)]
+        elif name == "fddb":
+            recs = [(im.path, FaceRecord(box=b, face_id=f"{im.image_id}#{k}"))
+                    for im in load_fddb(root / "fddb_sample") for k, b in enumerate(ellipse_boxes(im.ellipses))]
+            out[name] = recs[:limit] if limit else recs
+            continue
+        else:
+            raise ValueError(f"unknown held-out set {name!r}; known: {SETS}")
         faces = [(Path(r.path), f) for r in recs for f in r.faces]
         out[name] = faces[:limit] if limit else faces
     return out
@@ -177,11 +115,12 @@ def _cache_key(model, items: Sequence[tuple[Path, FaceRecord]]) -> str:
 
 
 def predict_on_boxes(backend, items: Sequence[tuple[Path, FaceRecord]], cfg: HyperFaceConfig,
-                     desc: str = "faces") -> Predictions:
+                     desc: str = "faces") -> Regions:
     """Forward every face box through `backend` (pipeline.backends) in batches of test.batch_size:
-    crops by pipeline.geometry.make_batch, outputs decoded by pipeline.postprocess.decode_outputs."""
+    crops by pipeline.geometry.make_batch, outputs decoded by pipeline.postprocess.decode_outputs
+    (one Regions row per face, in item order)."""
     from pipeline.geometry import make_batch
-    from pipeline.postprocess import Regions, decode_outputs
+    from pipeline.postprocess import decode_outputs
 
     bs = cfg.test.batch_size
     parts, crops, boxes = [], [], []
@@ -205,11 +144,10 @@ def predict_on_boxes(backend, items: Sequence[tuple[Path, FaceRecord]], cfg: Hyp
         if len(crops) == bs:
             flush()
     flush()
-    r = Regions.concat(parts) if parts else Regions.empty()
-    return Predictions(r.scores, r.landmarks, r.visibility, r.pose_deg, r.gender_prob_male)
+    return Regions.concat(parts) if parts else Regions.empty()
 
 
-def predict_cached(model, backend, name: str, items, cfg: HyperFaceConfig, cache_dir: Path | None) -> Predictions:
+def predict_cached(model, backend, name: str, items, cfg: HyperFaceConfig, cache_dir: Path | None) -> Regions:
     """predict_on_boxes, reusing <cache_dir>/<name>.npz when it was made for the same weights and boxes."""
     if cache_dir is None:
         return predict_on_boxes(backend, items, cfg, name)
@@ -219,11 +157,11 @@ def predict_cached(model, backend, name: str, items, cfg: HyperFaceConfig, cache
         with np.load(path) as z:
             if str(z["key"]) == key:
                 log.info("%s: %d predictions reused from %s", name, len(items), path)
-                return Predictions(*(z[f] for f in Predictions.FIELDS))
+                return Regions(*(z[f] for f in Regions.__dataclass_fields__))
     pred = predict_on_boxes(backend, items, cfg, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, key=key, **{f: getattr(pred, f) for f in Predictions.FIELDS})
+    np.savez(tmp, key=key, **{f: getattr(pred, f) for f in Regions.__dataclass_fields__})
     tmp.replace(path)
     return pred
 
@@ -239,7 +177,7 @@ def _nan_mean(x: np.ndarray) -> float:
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
-def score_set(name: str, faces: Sequence[FaceRecord], pred: Predictions, cfg: HyperFaceConfig) -> dict:
+def score_set(name: str, faces: Sequence[FaceRecord], pred: Regions, cfg: HyperFaceConfig) -> dict:
     """Metrics (name -> number) and curves (key -> (thresholds, fractions)) of one held-out set."""
     b, t = cfg.benchmark, cfg.test
     metrics: dict[str, object] = {"faces": len(faces)}
@@ -266,11 +204,6 @@ def score_set(name: str, faces: Sequence[FaceRecord], pred: Predictions, cfg: Hy
         metrics["NME_box"] = _nan_mean(err)
         curves["ced_NME_box"] = (t_lm, ced(err, t_lm))
         if name == "aflw_crops":
-            # normaliser of `python -m benchmarks aflw`: the box of the visible annotated points
-            pts_box = np.stack([np.r_[np.nanmin(g, axis=0), np.nanmax(g, axis=0)] for g in gt])
-            err_pts = nme(lm, gt, normaliser("box", gt, pts_box))
-            metrics["NME_pts_box"] = _nan_mean(err_pts)
-            curves["ced_NME_pts_box"] = (t_lm, ced(err_pts, t_lm))
             yaws = gt_pose[:, YAW]
             try:
                 subset = balanced_yaw_subset(yaws, b.yaw_group_edges, b.aflw_subset_size, b.seed)
@@ -323,7 +256,7 @@ def score_helen_detection(faces: Sequence[FaceRecord], image_ids: Sequence[str],
 
 # ----------------------------------------------------------------------------- run + report
 def evaluate(model_dir: str | Path, data_root: str | Path, out_dir: str | Path, sets: Sequence[str] = SETS,
-             cfg: HyperFaceConfig | None = None, backend: str = "opencv", limit: int | None = None,
+             cfg: HyperFaceConfig | None = None, backend: str = DEFAULT_BACKEND, limit: int | None = None,
              cache: bool = True) -> dict[str, dict]:
     """GT-box evaluation of a model directory on the held-out sets: set -> {"metrics", "curves"}."""
     from pipeline.detector import HyperFace
@@ -387,9 +320,9 @@ def write_heldout_report(out_dir: str | Path, model_dir: str | Path, gt_results:
     tables = {"Given face boxes (no detection)": rows}
     tables.update({f"Full detection: {k}": {"pipeline": v} for k, v in det_tables.items()})
     notes = [
-        "NME_box: mean point error / sqrt(w*h) of the given face box (aflw_crops: the 120x120 crop; "
-        "helen: tight box of the 68 points; aflw2000: box of the visible points; afw: annotated box, 6 points).",
-        "NME_pts_box (aflw_crops): normalised by the box of the visible annotated points, as `python -m benchmarks aflw`.",
+        "NME_box: mean point error / sqrt(w*h) of the given face box, the box training uses (aflw_crops: the "
+        "120x120 crop, also in `python -m benchmarks aflw`; helen: tight box of the 68 points; aflw2000: box of "
+        "the visible points; afw: annotated box, 6 points).",
         "NME_inter_ocular (helen): over the 19 AFLW points mapped from iBUG-68 (ears unlabelled), "
         "normalised by the outer eye corner distance (iBUG 37-46).",
         f"NME_box_yaw*: aflw_crops test split, balanced subset of {cfg.benchmark.aflw_subset_size} "
@@ -417,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model directory (pipeline/model_store.py)")
     p.add_argument("--out", required=True, help="output folder (report.md, PNGs, gt_boxes/ cache)")
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-                   help="folder holding the held-out sets (default ../shared/data)")
+    p.add_argument("--data", default=str(DATA_ROOT), help="folder holding the held-out sets (default core.config.DATA_ROOT)")
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     p.add_argument("--det-afw", default=None, help="results folder of `python -m benchmarks afw` to include")
     p.add_argument("--det-helen", default=None, help="results folder of `python -m benchmarks ibug` on helen/testset")
@@ -426,8 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     p.add_argument("--config", default=None)
     args = p.parse_args(argv)
-    from pipeline.errors import PipelineError
-
     try:
         cfg = load_config(args.config)
         out = Path(args.out)
@@ -441,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                     **{f"test.{k}": v for k, v in vars(cfg.test).items()},
                     **{f"benchmark.{k}": v for k, v in vars(cfg.benchmark).items()}}
         report = write_heldout_report(out, args.model, gt, det_tables, det_curves, settings, cfg)
-    except (BenchmarkDataError, PipelineError) as err:
+    except HyperFaceError as err:
         log.error("%s", err)
         return 2
     print(summary_table(report.read_text()))

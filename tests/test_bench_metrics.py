@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from benchmarks.metrics.detection import (calibrate_boxes, face_eval_ap, iou_plus1, match_boxes,
-                                          min_detection_side, voc_ap)
-from benchmarks.metrics.fddb import ellipse_box_iou, fddb_roc, match_image, write_roc_files
+                                          min_detection_side, score_summary, voc_ap)
+from benchmarks.metrics.fddb import ellipse_box_iou, ellipse_boxes, fddb_roc, match_image, write_roc_files
 from benchmarks.metrics.gender import gender_accuracy
-from benchmarks.metrics.landmarks import (balanced_yaw_subset, ced, nme, nme_per_yaw_group, normaliser,
-                                          yaw_group)
+from benchmarks.metrics.landmarks import (balanced_yaw_subset, ced, mean_abs_angle_error, nme, nme_per_yaw_group,
+                                          normaliser, visibility_accuracy, yaw_group)
 from core.config import load_config
 
 CFG = load_config().benchmark
@@ -107,6 +107,48 @@ def test_inter_pupil_normaliser_and_nme():
     gt = np.array([[[0, 0], [10, 0], [np.nan, np.nan]]])
     pred = np.array([[[3, 4], [10, 0], [100, 100]]])                           # errors 5, 0, skipped
     assert nme(pred, gt, np.array([10.0]))[0] == pytest.approx(0.25)
+
+
+def test_inter_ocular_normaliser_is_the_outer_eye_corner_distance():
+    """iBUG 37 and 46 (1-based): the outer corners, not the eye centres or the inner corners."""
+    pts = np.zeros((2, 68, 2))
+    pts[:, 36:48] = 50.0                       # every other eye point far from the outer corners
+    pts[0, 36], pts[0, 45] = [10, 20], [40, 60]  # 3-4-5 triangle scaled by 10: distance 50
+    pts[1, 36], pts[1, 45] = [5, 5], [5, 17]     # vertical: distance 12
+    pts[1, 39], pts[1, 42] = [0, 0], [100, 0]    # inner corners (40, 43) do not count
+    np.testing.assert_allclose(normaliser("inter_ocular", pts), [50.0, 12.0])
+    gt = pts[:, :2].copy()
+    pred = gt + np.array([[[6.0, 8.0]], [[0.0, 3.0]]])                        # errors 10 and 3 px
+    np.testing.assert_allclose(nme(pred, gt, normaliser("inter_ocular", pts)), [10 / 50, 3 / 12])
+
+
+def test_visibility_accuracy_hand_computed():
+    pred = np.array([[0.9, 0.2, 0.6], [0.4, 0.5, 0.1]])   # >= 0.5: [T F T], [F T F]
+    gt = np.array([[1, 0, 0], [1, 1, 0]])
+    lab = np.array([[True, True, True], [True, False, True]])
+    # agreement [T T F], [F T T]; labelled picks T T F F T -> 3 / 5
+    assert visibility_accuracy(pred, gt, lab, 0.5) == pytest.approx(0.6)
+    assert np.isnan(visibility_accuracy(pred, gt, np.zeros_like(lab), 0.5))
+
+
+def test_mean_abs_angle_error_wraps_and_skips_unknown():
+    # 170 vs -170 is 20 degrees apart (wrapped), 10 vs 40 is 30, the NaN pair is skipped
+    assert mean_abs_angle_error(np.array([170.0, 10.0, np.nan]), np.array([-170.0, 40.0, 5.0])) == pytest.approx(25.0)
+    assert np.isnan(mean_abs_angle_error(np.array([np.nan]), np.array([1.0])))
+
+
+def test_score_summary_hand_computed():
+    s = score_summary(np.array([0.2, 0.6, 0.9, 0.5]), 0.5)
+    assert s["score_mean"] == pytest.approx(0.55)
+    assert s["score_median"] == pytest.approx(0.55)
+    assert s["frac_above"] == pytest.approx(0.5)          # 0.5 itself is not above
+    assert s["n"] == 4
+    assert np.isnan(score_summary(np.zeros(0), 0.5)["score_mean"])
+
+
+def test_ellipse_boxes_hand_computed():
+    e = np.array([[10.0, 5.0, 0.0, 50.0, 60.0], [10.0, 5.0, np.pi / 2, 50.0, 60.0]])
+    np.testing.assert_allclose(ellipse_boxes(e), [[40, 55, 60, 65], [45, 50, 55, 70]], atol=1e-9)
 
 
 def test_nme_per_yaw_group_and_balanced_subset():

@@ -1,48 +1,20 @@
-"""Held-out evaluation (benchmarks/gt_box_eval.py): the new metric functions on hand-computed
-cases, scoring with ground truth as prediction (NME 0, accuracy 1), and the GT-box forward end to
-end with a random-weight HyperFace deploy net (real OpenCV DNN backend, real shared data)."""
+"""Held-out evaluation (benchmarks/gt_box_eval.py): scoring with ground truth as prediction (NME 0,
+accuracy 1), the GT-box forward against the pipeline's own (random-weight HyperFace deploy net, real
+OpenCV DNN backend, real shared data), and the whole evaluation on hand-made sets through a net whose
+outputs are constants, so every metric has a hand-computed value. Its metric functions are tested
+in tests/test_bench_metrics.py."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks import gt_box_eval as gbe
-from core.config import load_config
+from core.config import DATA_ROOT as DATA, load_config
 from core.face import Face
+from pipeline.postprocess import Regions
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 CFG = load_config()
-
-
-# ----------------------------------------------------------------------------- pure metrics
-def test_score_summary_hand_computed():
-    s = gbe.score_summary(np.array([0.2, 0.6, 0.9, 0.5]), 0.5)
-    assert s["score_mean"] == pytest.approx(0.55)
-    assert s["score_median"] == pytest.approx(0.55)
-    assert s["frac_above"] == pytest.approx(0.5)          # 0.5 itself is not above
-    assert s["n"] == 4
-    assert np.isnan(gbe.score_summary(np.zeros(0), 0.5)["score_mean"])
-
-
-def test_visibility_accuracy_hand_computed():
-    pred = np.array([[0.9, 0.2, 0.6], [0.4, 0.5, 0.1]])   # >= 0.5: [T F T], [F T F]
-    gt = np.array([[1, 0, 0], [1, 1, 0]])
-    lab = np.array([[True, True, True], [True, False, True]])
-    # agreement [T T F], [F T T]; labelled picks T T F F T -> 3 / 5
-    assert gbe.visibility_accuracy(pred, gt, lab, 0.5) == pytest.approx(0.6)
-    assert np.isnan(gbe.visibility_accuracy(pred, gt, np.zeros_like(lab), 0.5))
-
-
-def test_mean_abs_angle_error_wraps_and_skips_unknown():
-    # 170 vs -170 is 20 degrees apart (wrapped), 10 vs 40 is 30, the NaN pair is skipped
-    assert gbe.mean_abs_angle_error(np.array([170.0, 10.0, np.nan]), np.array([-170.0, 40.0, 5.0])) == pytest.approx(25.0)
-    assert np.isnan(gbe.mean_abs_angle_error(np.array([np.nan]), np.array([1.0])))
-
-
-def test_ellipse_boxes_hand_computed():
-    e = np.array([[10.0, 5.0, 0.0, 50.0, 60.0], [10.0, 5.0, np.pi / 2, 50.0, 60.0]])
-    np.testing.assert_allclose(gbe.ellipse_boxes(e), [[40, 55, 60, 65], [45, 50, 55, 70]], atol=1e-9)
 
 
 # ----------------------------------------------------------------------------- perfect predictions
@@ -50,7 +22,9 @@ def _perfect(faces):
     lm = np.stack([f.landmarks if f.landmarks is not None else np.full((21, 2), np.nan) for f in faces])
     vis = np.stack([f.visibility if f.visibility is not None else np.zeros(21) for f in faces])
     male = np.array([1.0 if f.gender == "m" else 0.0 for f in faces])
-    return gbe.Predictions(np.ones(len(faces)), lm, vis, np.stack([f.pose_deg for f in faces]), male)
+    boxes = np.stack([f.box for f in faces])
+    return Regions(boxes, np.ones(len(faces)), lm, vis, np.stack([f.pose_deg for f in faces]), male,
+                   np.full((len(faces), 4), np.nan))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +47,7 @@ def test_ground_truth_as_prediction_scores_perfectly(heldout_faces):
         faces = [f for _, f in items]
         res[name] = gbe.score_set(name, faces, _perfect(faces), CFG)["metrics"]
     a = res["aflw_crops"]
-    assert a["NME_box"] == 0.0 and a["NME_pts_box"] == 0.0 and a["MAE_yaw_deg"] == 0.0
+    assert a["NME_box"] == 0.0 and a["MAE_yaw_deg"] == 0.0
     assert a["visibility_acc"] == 1.0 and a["score>thr"] == 1.0
     assert a["yaw_subset_faces"] == CFG.benchmark.aflw_subset_size
     assert all(a[f"NME_box_yaw{g}"] == 0.0 for g in ("[0,30]", "(30,60]", "(60,90]", "all"))
@@ -131,24 +105,77 @@ def test_gt_box_forward_matches_pipeline_evaluate(random_model, heldout_faces):
         np.testing.assert_allclose(pred.pose_deg[k], r.pose_deg[0], rtol=1e-4, atol=1e-3)
 
 
-def test_evaluate_end_to_end_and_cache(random_model, tmp_path):
-    sets = ("aflw_crops", "helen", "utkface", "fddb")
-    res = gbe.evaluate(random_model, DATA, tmp_path, sets, CFG, limit=4)
-    assert set(res) == set(sets)
-    for name in sets:
-        m = res[name]["metrics"]
-        assert m["faces"] == 4 and 0.0 <= m["score>thr"] <= 1.0 and 0.0 <= m["score_mean"] <= 1.0
-        assert (tmp_path / "gt_boxes" / f"{name}.npz").is_file()
-    assert np.isfinite(res["aflw_crops"]["metrics"]["NME_box"]) and res["aflw_crops"]["metrics"]["NME_box"] > 0
-    assert 0.0 <= res["aflw_crops"]["metrics"]["visibility_acc"] <= 1.0
-    assert res["aflw_crops"]["metrics"]["yaw_subset_faces"] == 4
-    assert res["helen"]["metrics"]["NME_inter_ocular"] > 0 and res["utkface"]["metrics"]["gender_acc"] in (0, .25, .5, .75, 1)
-    again = gbe.evaluate(random_model, DATA, tmp_path, sets, CFG, limit=4)        # from the cache
-    assert again["helen"]["metrics"] == res["helen"]["metrics"]
-    report = gbe.write_heldout_report(tmp_path, random_model, res, {}, {}, {"note": "test"}, CFG)
+# A net whose head weights are zero: every output is its bias, whatever the crop.
+FACE_P, MALE_P, YAW_DEG = 0.75, 0.75, 10.0
+
+
+@pytest.fixture(scope="module")
+def constant_model(tmp_path_factory):
+    from core.net_shapes import random_weights
+    from pipeline.fixtures import make_model_dir
+
+    tiny = REPO / "tests" / "fixtures" / "tiny_hyperface" / "deploy.prototxt"
+    w = random_weights(tiny, 0)
+    for layer in ("fc_detection", "landmarks", "visibility", "pose", "fc_gender", "bbox_deltas"):
+        w[layer][0][:] = 0
+    w["fc_detection"][1][:] = [0, np.log(FACE_P / (1 - FACE_P))]     # softmax -> P(face) = 0.75
+    w["fc_gender"][1][:] = [0, np.log(MALE_P / (1 - MALE_P))]        # P(male) = 0.75: always "m"
+    w["landmarks"][1][:] = 0                                          # every point at the box centre
+    w["visibility"][1][:] = 1.0                                       # every point visible
+    w["pose"][1][:] = [0, 0, np.radians(YAW_DEG)]
+    return make_model_dir(tiny, tmp_path_factory.mktemp("const") / "m", w, fp16=False)
+
+
+def _hand_made_sets(root):
+    """aflw_crops with two crops and UTKFace with four chips (fewer than the held-out counts, so
+    every row is in the test split)."""
+    import cv2
+
+    crops = root / "aflw_crops"
+    (crops / "images").mkdir(parents=True)
+    face_a = [(60.0, 90.0)] * 21                           # 30 px below the centre (60, 60), all visible
+    face_b = [(60.0, 72.0)] * 11 + [(-1.0, -1.0)] * 10     # 12 px below the centre, 10 invisible
+    header = "image,yaw_deg," + ",".join(f"x{k},y{k}" for k in range(1, 22))
+    rows = [f"images/a.jpg,20.0," + ",".join(f"{x},{y}" for x, y in face_a),
+            f"images/b.jpg,-40.0," + ",".join(f"{x},{y}" for x, y in face_b)]
+    (crops / "annotations.csv").write_text("\n".join([header, *rows]) + "\n")
+    for name in ("a", "b"):
+        cv2.imwrite(str(crops / "images" / f"{name}.jpg"), np.full((120, 120, 3), 128, np.uint8))
+    utk = root / "utkface"
+    utk.mkdir()
+    chips = [("30_0_0_1.jpg", "m"), ("31_0_0_2.jpg", "m"), ("32_1_0_3.jpg", "f"), ("33_1_0_4.jpg", "f")]
+    (utk / "labels.csv").write_text("image,age,gender\n" + "".join(f"{n},30,{g}\n" for n, g in chips))
+    for n, _ in chips:
+        cv2.imwrite(str(utk / n), np.full((128, 128, 3), 90, np.uint8))
+    return root
+
+
+def test_evaluate_hand_computed_through_a_constant_net(constant_model, tmp_path):
+    data = _hand_made_sets(tmp_path / "data")
+    res = gbe.evaluate(constant_model, data, tmp_path / "out", ("aflw_crops", "utkface"), CFG, backend="opencv")
+    a = res["aflw_crops"]["metrics"]
+    assert a["faces"] == 2 and a["yaw_subset_faces"] == 2     # too few for the balanced subset: all faces
+    assert a["score_mean"] == pytest.approx(FACE_P, abs=1e-6) and a["score>thr"] == 1.0
+    # predicted points all at the crop centre (60, 60); NME_box divides by sqrt(120 * 120) = 120:
+    # face a 30 / 120 = 0.25, face b 12 / 120 = 0.1 (its invisible points skipped); mean 0.175
+    assert a["NME_box"] == pytest.approx(0.175, abs=1e-5)
+    assert a["NME_box_yaw[0,30]"] == pytest.approx(0.25, abs=1e-5)      # face a, yaw 20
+    assert a["NME_box_yaw(30,60]"] == pytest.approx(0.1, abs=1e-5)      # face b, yaw -40
+    assert np.isnan(a["NME_box_yaw(60,90]"]) and a["NME_box_yawall"] == pytest.approx(0.175, abs=1e-5)
+    # every point predicted visible: right for 21 + 11 of the 42 labelled points
+    assert a["visibility_acc"] == pytest.approx(32 / 42)
+    assert a["MAE_yaw_deg"] == pytest.approx((abs(10 - 20) + abs(10 + 40)) / 2, abs=1e-4)   # 30
+    u = res["utkface"]["metrics"]
+    assert u["faces"] == 4 and u["gender_acc"] == 0.5 and u["gender_acc_m"] == 1.0 and u["gender_acc_f"] == 0.0
+    cached = tmp_path / "out" / "gt_boxes" / "aflw_crops.npz"
+    stamp = cached.stat().st_mtime_ns
+    again = gbe.evaluate(constant_model, data, tmp_path / "out", ("aflw_crops", "utkface"), CFG, backend="opencv")
+    assert cached.stat().st_mtime_ns == stamp                                 # read from the cache, not rewritten
+    assert again["aflw_crops"]["metrics"] == pytest.approx(a, nan_ok=True) and again["utkface"]["metrics"] == u
+    report = gbe.write_heldout_report(tmp_path / "out", constant_model, res, {}, {}, {"note": "test"}, CFG)
     text = report.read_text()
-    assert "| NME_inter_ocular |" in text and "model.json meta" in text
-    assert (tmp_path / "heldout_ced_NME_box.png").stat().st_size > 1000
+    assert "| NME_box |" in text and "model.json meta" in text
+    assert (tmp_path / "out" / "heldout_ced_NME_box.png").stat().st_size > 1000
 
 
 def test_cli_bad_data_is_one_line_error(random_model, tmp_path, caplog):

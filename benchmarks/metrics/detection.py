@@ -218,3 +218,16 @@ def match_boxes(gt_boxes: np.ndarray, det_boxes: np.ndarray, iou_threshold: floa
         if out[i] < 0 and j not in out:
             out[i] = j
     return out
+
+
+def score_summary(scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Distribution of face probabilities on ground-truth boxes.
+
+    scores: (F,). Returns {"score_mean", "score_median", "frac_above": fraction > threshold, "n"};
+    NaN statistics for F = 0.
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not len(s):
+        return {"score_mean": float("nan"), "score_median": float("nan"), "frac_above": float("nan"), "n": 0}
+    return {"score_mean": float(s.mean()), "score_median": float(np.median(s)),
+            "frac_above": float((s > threshold).mean()), "n": int(len(s))}

@@ -125,3 +125,14 @@ def write_roc_files(roc: ROC, out_dir: str | Path, prefix: str = "") -> tuple[Pa
         p.write_text("".join(f"{t:.6f} {int(f)}\n" for t, f in zip(tpr, roc.fp)))
         paths.append(p)
     return paths[0], paths[1]
+
+
+def ellipse_boxes(ellipses: np.ndarray) -> np.ndarray:
+    """Axis-aligned bounding boxes (n, 4) x1, y1, x2, y2 of FDDB ellipses (n, 5):
+    major radius a, minor radius b, angle t (radians, of the major axis), centre x, y.
+    Half extents: sqrt(a^2 cos^2 t + b^2 sin^2 t) in x, sqrt(a^2 sin^2 t + b^2 cos^2 t) in y."""
+    e = np.asarray(ellipses, dtype=np.float64).reshape(-1, 5)
+    a, b, t, cx, cy = e.T
+    hw = np.sqrt((a * np.cos(t)) ** 2 + (b * np.sin(t)) ** 2)
+    hh = np.sqrt((a * np.sin(t)) ** 2 + (b * np.cos(t)) ** 2)
+    return np.column_stack([cx - hw, cy - hh, cx + hw, cy + hh])

@@ -128,3 +128,25 @@ def nme_per_yaw_group(errors: np.ndarray, yaw_deg: np.ndarray, edges: tuple[floa
     vals = [v for v in out.values() if np.isfinite(v)]
     out["all"] = float(np.mean(vals)) if vals else float("nan")
     return out
+
+
+def visibility_accuracy(pred_visibility: np.ndarray, gt_visible: np.ndarray, labelled: np.ndarray,
+                        threshold: float) -> float:
+    """Fraction of labelled points whose predicted visibility (score >= threshold) equals the truth.
+
+    pred_visibility: (F, P) scores; gt_visible: (F, P) 1/0 (or bool); labelled: (F, P) bool, the
+    points whose visibility is known. NaN when nothing is labelled.
+    """
+    pred = np.asarray(pred_visibility, dtype=np.float64) >= threshold
+    gt = np.asarray(gt_visible, dtype=np.float64) > 0.5
+    lab = np.asarray(labelled, dtype=bool)
+    if not lab.any():
+        return float("nan")
+    return float((pred == gt)[lab].mean())
+
+
+def mean_abs_angle_error(pred_deg: np.ndarray, gt_deg: np.ndarray) -> float:
+    """Mean absolute angular error in degrees (angle_error_deg, wrapped), over pairs where both are known."""
+    err = angle_error_deg(pred_deg, gt_deg).reshape(-1)
+    err = err[np.isfinite(err)]
+    return float(err.mean()) if len(err) else float("nan")
