@@ -5,7 +5,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -68,13 +67,11 @@ def test_setup_inference_generates_importable_caffe_pb2(env):
     done = subprocess.run([str(VENV_PY), "-c", probe], env=e, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(env["pb2"]), "7.5"]
-    # second run: everything cached, about a second
-    t0 = time.monotonic()
+    # second run: everything cached (what it skips is checked, not its wall time: speed belongs in benchmarks/)
     again = subprocess.run(["bash", str(REPO / "scripts" / "setup_inference.sh")], env=env["env"], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "caffe_pb2 (cached at" in again.stdout and "fetch sdist" not in again.stdout
-    assert time.monotonic() - t0 < 10
 
 
 def test_make_demo_writes_schema_valid_json_and_png_per_image(env, model):
