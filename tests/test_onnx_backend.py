@@ -213,3 +213,31 @@ def test_detect_with_onnxruntime_matches_opencv(tmp_path):
     assert len(got) == len(boxes) > 16  # more than one batch
     for field in ("scores", "landmarks", "visibility", "pose_deg", "gender_prob_male"):
         np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-3, rtol=1e-4, err_msg=field)
+
+
+def test_shipped_model_onnxruntime_matches_pycaffe(caffe):
+    """The default backend with the shipped trained weights (models/hyperface, fp16 expanded) against
+    pycaffe, the reference, on real face crops and background regions of an AFW photo: every output
+    within 1e-4 (trained weights, not only random ones, go through the converter unchanged)."""
+    from benchmarks.datasets.afw import load_afw
+    from core.config import load_config
+    from core.model_store import load_model
+    from pipeline.geometry import make_batch
+
+    model_dir = REPO / "models" / "hyperface"
+    if not model_dir.is_dir():
+        pytest.skip("no shipped model in models/hyperface")
+    model = load_model(model_dir)
+    cfg = load_config()
+    rec = next(r for r in load_afw(DATA_ROOT / "afw_sample") if r.image_id == "1004109301")
+    image = cv2.imread(str(rec.path))
+    boxes = np.array([f.box for f in rec.faces] + [[0, 0, 150, 150], [300, 500, 600, 800], [-40, 600, 120, 830]], float)
+    x = make_batch(image, boxes, cfg.input.size, cfg.input.mean_bgr)
+    got = make_backend("onnxruntime", model.prototxt, model.caffemodel)
+    assert isinstance(got, OnnxRuntimeBackend)
+    got = got.forward(x)
+    want = make_backend("caffe", model.prototxt, model.caffemodel).forward(x)
+    assert set(got) == set(want) and {"detection_prob", "landmarks", "visibility", "pose", "gender_prob"} <= set(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-4, rtol=1e-4, err_msg=name)
+    assert np.ptp(want["detection_prob"][:, 1]) > 1e-3          # real outputs that differ between regions
