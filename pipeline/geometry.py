@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from skimage.transform import SimilarityTransform
 
 from core.aflw21 import NUM_POINTS
 from core.geometry import crop_and_warp
@@ -33,17 +34,14 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, floa
     """Least-squares similarity (no reflection) mapping src (n, 2) onto dst (n, 2).
 
     Returns (a, b, tx, ty) with dst ~ [[a, -b], [b, a]] @ src + t; the scale is hypot(a, b).
-    Closed form (Umeyama 1991 restricted to 2-D): centre both sets, then a, b from the sums.
+    scikit-image's SimilarityTransform.estimate (Umeyama 1991) does the fit.
     """
-    src_c = src - src.mean(axis=0)
-    dst_c = dst - dst.mean(axis=0)
-    denom = float((src_c ** 2).sum())
-    if denom <= 0:
+    tf = SimilarityTransform()
+    if not tf.estimate(np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)) \
+            or not np.isfinite(tf.params).all():
         raise GeometryError("landmarks are all at one point; no face box can be fitted")
-    a = float((src_c * dst_c).sum()) / denom
-    b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum()) / denom
-    t = dst.mean(axis=0) - np.array([[a, -b], [b, a]]) @ src.mean(axis=0)
-    return a, b, float(t[0]), float(t[1])
+    (a, _, tx), (b, _, ty) = tf.params[:2]
+    return float(a), float(b), float(tx), float(ty)
 
 
 def box_from_landmarks(landmarks: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:

@@ -59,6 +59,20 @@ def test_box_from_landmarks_on_the_mean_shape_returns_the_scaled_unit_box():
     np.testing.assert_allclose(box_from_landmarks(pts), [30, 40, 230, 240], atol=1e-9)
 
 
+def test_face_box_unchanged_by_the_scikit_image_fit(shared_data):
+    """fit_similarity is scikit-image's SimilarityTransform now; the face boxes of real faces are the
+    ones the former closed-form Umeyama fit gave (values recorded from it, same mean shape)."""
+    from data_prep.readers import read_300w, read_aflw_crops
+
+    recs = read_aflw_crops(shared_data / "aflw_crops", split="test", limit=3) + \
+        read_300w(shared_data / "helen", split="test", limit=1)
+    boxes = [box_from_landmarks(r.faces[0].landmarks, r.faces[0].visibility) for r in recs]
+    assert [r.image_id for r in recs] == ["image04389", "image04395", "image04447", "296814969_3"]
+    np.testing.assert_allclose(boxes, [[-12.4128, -6.4071, 116.2833, 122.2889], [16.1747, 3.1002, 146.4413, 133.3668],
+                                       [-8.3166, 7.0440, 115.9627, 131.3233], [149.7821, 132.4735, 398.9814, 381.6728]],
+                               atol=1e-4)
+
+
 def test_box_from_landmarks_ignores_invisible_and_nan_points():
     pts = shape_in_box(0, 0, 100)
     visible = np.ones(21, bool)
