@@ -59,6 +59,7 @@ class SamplingConfig:
     aflw_test_images: int = 1000         # AFLW images held out for testing (Section 5)
     aflw_crops_test_images: int = 1000   # aflw_crops held out (core/splits.py); benchmarks score these
     utkface_test_images: int = 500       # UTKFace chips held out for the gender benchmark
+    wider_train_test_images: int = 150   # WIDER training photos held out (split train-heldout): validation + detection benchmark
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,17 @@ class SelectiveSearchConfig:
     mode: str = "fast"           # "fast" (~2000 boxes) or "quality" (~10000), OpenCV ximgproc
     max_side: int = 500          # images are resized so the longer side is at most this before SS
     min_box_side: int = 20       # proposals smaller than this (pixels, original image) are dropped
+    # Regions that cannot overlap a face by IoU > match_iou are dropped (core/proposals.can_hold_face;
+    # match_iou 0 turns this off): faces of width and height >= min_face_side (face-eval's smallest
+    # counted face) and width/height in [face_aspect_min, face_aspect_max]. The ratio bounds are the
+    # 0.1 / 99.9 percentiles, rounded outward, of the training boxes: WIDER train faces >= 20 px
+    # without the 150 held-out photos (2965 faces: 0.333 / 1.791, min 0.29, max 2.55) and the HELEN
+    # trainset 68-point boxes (870: all in 0.745-1.403); regions may be 2.25x beyond them at IoU 0.5.
+    match_iou: float = 0.5
+    min_face_side: float = 30.0
+    face_aspect_min: float = 0.33
+    face_aspect_max: float = 1.8
+    merge_iou: float = 0.9       # near-duplicates: a box absorbs later ones with IoU >= this (1.0: none merged)
     max_proposals: int = 2000
     max_proposals_quality: int = 10000  # cap in "quality" mode (Section 3.3: ~10000 boxes)
 
@@ -76,6 +88,8 @@ class TestConfig:
     detection_threshold: float = 0.5   # face probability to keep a region
     visibility_threshold: float = 0.5  # a landmark with lower predicted visibility is invisible
     irp_iterations: int = 1            # T of Algorithm 1
+    irp_suppress_first: bool = True    # IRP only from the regions a first NMS (lnms_iou, on their landmark boxes)
+                                       # keeps: one seed per face instead of every region above threshold
     lnms_iou: float = 0.5              # NMS overlap in Landmark-based NMS (Algorithm 2)
     lnms_top_k: int = 5                # k of Algorithm 2
     nms_iou: float = 0.3               # plain NMS of the R-CNN Face baseline
@@ -100,6 +114,32 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """How HyperFace training draws its batches (training/sampler.py) and schedules a piece (Section 4).
+    Make variables and `python -m training` flags override these; nothing else holds a default."""
+    batch_size: int = 32
+    fg_fraction: float = 0.25          # faces per batch (IoU > 0.5), as R-CNN / py-faster-rcnn minibatches
+    partial_fraction: float = 0.125    # 0.35 < IoU <= 0.5 regions: landmarks + visibility only, detection ignored
+    near_miss_fraction: float = 0.35   # of the background: IoU in [near_miss_min_iou, 0.35) with one face
+    near_miss_min_iou: float = 0.1
+    mined_fraction: float = 0.3        # of the background: mined hard negatives (training/mining.py), when any
+    face_free_fraction: float = 0.5    # of the random background: face-free photos (the rest: WIDER photos)
+    min_face_side: int = 20            # photo faces smaller than this never become positives
+    min_region_side: int = 20          # random background regions at least this side (px)
+    positive_jitter: float = 0.12      # std of the centre shift and log-scale jitter of positive boxes
+    colour_jitter: float = 0.2         # contrast x (1 +- this), brightness +- this * 64
+    flip: bool = True                  # mirror half of the samples (labels flipped with data_prep.regions)
+    source_weights: dict = field(default_factory=lambda: {  # share of the faces drawn from each set
+        "aflw_crops": 0.4, "wider": 0.25, "helen": 0.2, "utkface": 0.15})
+    base_lr: float = 0.001             # fine-tuning rate of a piece (0.01 diverged from scratch, model.json)
+    lr_power: float = 1.0              # "poly" decay to 0 over the piece
+    iterations: int = 4000             # iterations of one piece (about 1 h 15 on 2 cores)
+    snapshot_every: int = 250
+    val_every: int = 500               # held-out validation (training/validation.py) every this many iterations
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class HyperFaceConfig:
     iou: IoUThresholds = field(default_factory=IoUThresholds)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -108,6 +148,7 @@ class HyperFaceConfig:
     selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
     test: TestConfig = field(default_factory=TestConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -125,6 +166,8 @@ def _build(cls, values: dict[str, Any], where: str):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         elif isinstance(default, tuple):
             kwargs[name] = tuple(value)
+        elif isinstance(default, dict):
+            kwargs[name] = {str(k): float(v) for k, v in dict(value).items()}
         else:
             kwargs[name] = type(default)(value)
     return cls(**kwargs)

@@ -49,8 +49,10 @@ def crop_and_warp(image: np.ndarray, box: np.ndarray, size: int, mean_bgr) -> np
     """The box of `image` (H, W, 3 uint8) warped to size x size (uint8 HWC), the same for training
     crops and test-time regions.
 
-    The box is rounded to whole pixels; parts outside the image are padded with the mean colour
-    (zero after mean subtraction); the cut is resized anisotropically with bilinear interpolation.
+    The box is rounded to whole pixels; parts outside the image repeat its edge pixels
+    (BORDER_REPLICATE), so a region that leaves a photo or a face chip shows no flat frame a
+    classifier could key on (a mean-colour frame marked every chip positive and no negative); the
+    cut is resized anisotropically with bilinear interpolation.
     A box much larger than the output is first shrunk (INTER_AREA) to twice the output size, so a
     huge region never allocates a huge padded crop.
     """
@@ -69,7 +71,7 @@ def crop_and_warp(image: np.ndarray, box: np.ndarray, size: int, mean_bgr) -> np
         cut = np.empty((max(1, round((y2 - y1) * fy)), max(1, round((x2 - x1) * fx)), 3), dtype=image.dtype)
         cut[...] = fill.astype(image.dtype)
     elif any(pads):
-        cut = cv2.copyMakeBorder(cut, *pads, cv2.BORDER_CONSTANT, value=tuple(float(v) for v in fill))
+        cut = cv2.copyMakeBorder(cut, *pads, cv2.BORDER_REPLICATE)
     return cv2.resize(cut, (size, size), interpolation=cv2.INTER_LINEAR)
 
 

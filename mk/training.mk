@@ -1,30 +1,40 @@
-# Training chain of Section 4 (`python -m training --help`):
-#   make train-hyperface [TRAIN_OUT=runs/train_hyperface] [TRAIN_MIX=set=N,...] [DATA=../shared/data]
-#        [RCNN_ITERS=N] [HYPERFACE_ITERS=N] [RCNN_LR=0.01] [HYPERFACE_LR=0.002] [TRAIN_BATCH=32] [ALEXNET=bvlc_alexnet.caffemodel]
-#        [EXPORT=models/hyperface]
-# data_prep mix -> R-CNN Face -> net surgery -> HyperFace -> model directory. Rerunning the same
-# command resumes every step (cached proposals, LMDB progress, newest solverstate).
-# A user with AFLW builds its LMDB with `python -m data_prep build --dataset aflw ...` and passes
-# TRAIN_LMDB=that/folder instead of a mix.
-TRAIN_OUT ?= $(ROOT)/runs/train_hyperface
+# Training of Section 4 (`python -m training --help`). Every default lives in core/config.py
+# (TrainingConfig) + config/hyperface.yaml; the variables below only override when set.
+#
+#   make train-hyperface [INIT_MODEL=models/hyperface] [TRAIN_OUT=~/.cache/hyperface/runs/hyperface]
+#        [ITERS=N] [LR=x] [MINED=pool.jsonl] [EXPORT=dir] [DATA=../shared/data] [CONFIG=my.yaml]
+#     one piece of a long schedule: sampler-fed training (training/sampler.py) from a model folder
+#     (or resuming TRAIN_OUT's newest snapshot), held-out validation every training.val_every
+#     iterations, export with the training record of every piece appended to model.json.
+#   make mine-negatives MODEL=dir POOL=pool.jsonl ROUND=n [MINE_THRESHOLD=0.5] [MINE_PHOTOS=N]
+#     one resumable round of hard-negative mining (training/mining.py) for the next piece's MINED.
+#   make train-hyperface-scratch [TRAIN_OUT=...] [TRAIN_MIX=set=N,...] [RCNN_ITERS=N] [HYPERFACE_ITERS=N]
+#     the from-scratch chain: data_prep mix LMDB -> R-CNN Face -> net surgery -> HyperFace -> export.
+INIT_MODEL ?= $(ROOT)/models/hyperface
+TRAIN_OUT ?= $(HOME)/.cache/hyperface/runs/hyperface
+ITERS ?=
+LR ?=
+MINED ?=
+CONFIG ?=
+EXPORT ?= $(TRAIN_OUT)/model
+MINE_THRESHOLD ?= 0.5
+MINE_PHOTOS ?=
 TRAIN_MIX ?= aflw_crops=2500,wider=300,helen=400,utkface=1000
-TRAIN_LMDB ?=
 RCNN_ITERS ?= 1000
 HYPERFACE_ITERS ?= 2100
-# From scratch, R-CNN Face learns at 0.01; HyperFace diverged at 0.01 after ~800 iterations here.
-RCNN_LR ?= 0.01
-HYPERFACE_LR ?= 0.002
-TRAIN_BATCH ?= 32
-SNAPSHOT_EVERY ?= 100
-ALEXNET ?=
-EXPORT ?= $(TRAIN_OUT)/model
 # DATA (dataset root) comes from mk/data_prep.mk.
 
-.PHONY: train-hyperface
+.PHONY: train-hyperface mine-negatives train-hyperface-scratch
 
 train-hyperface: setup
-	$(PY) -m training chain --out $(TRAIN_OUT) --mix $(TRAIN_MIX) --data-root $(DATA) \
-	  --rcnn-iters $(RCNN_ITERS) --hyperface-iters $(HYPERFACE_ITERS) --batch $(TRAIN_BATCH) \
-	  --rcnn-lr $(RCNN_LR) --hyperface-lr $(HYPERFACE_LR) \
-	  --snapshot-every $(SNAPSHOT_EVERY) --export $(EXPORT) \
-	  $(if $(TRAIN_LMDB),--lmdb $(TRAIN_LMDB)) $(if $(ALEXNET),--alexnet $(ALEXNET))
+	$(PY) -m training piece --out $(TRAIN_OUT) --init $(INIT_MODEL) --data-root $(DATA) --export $(EXPORT) \
+	  --afw $(DATA)/afw_sample $(if $(ITERS),--iters $(ITERS)) $(if $(LR),--lr $(LR)) \
+	  $(if $(MINED),--mined $(MINED)) $(if $(CONFIG),--config $(CONFIG))
+
+mine-negatives: setup
+	$(PY) -m training mine --model $(MODEL) --pool $(POOL) --round $(ROUND) --threshold $(MINE_THRESHOLD) \
+	  --data-root $(DATA) $(if $(MINE_PHOTOS),--photos-per-set $(MINE_PHOTOS)) $(if $(CONFIG),--config $(CONFIG))
+
+train-hyperface-scratch: setup
+	$(PY) -m training chain --out $(TRAIN_OUT)-scratch --mix $(TRAIN_MIX) --data-root $(DATA) \
+	  --rcnn-iters $(RCNN_ITERS) --hyperface-iters $(HYPERFACE_ITERS) --export $(EXPORT)-scratch

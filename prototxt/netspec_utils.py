@@ -83,8 +83,37 @@ def with_data_sources(prototxt_path, *, train_images, train_labels, val_images=N
     return text_format.MessageToString(net)
 
 
+def with_python_data(prototxt_path, module: str, layer: str, param_str: str) -> str:
+    """Text of the train_val net at `prototxt_path` whose TRAIN-phase `data` + `label` Data layers
+    are replaced by one Python layer (`module`.`layer`, tops data and label, `param_str`); the
+    TEST-phase Data layers are dropped (a sampler-fed run validates outside Caffe)."""
+    caffe_pb2 = _caffe_pb2()
+    net = read_net(prototxt_path)
+    kept, inserted = [], False
+    for item in net.layer:
+        if item.type == "Data" and list(item.top) in (["data"], ["label"]):
+            if _phase_of(item, caffe_pb2) == caffe_pb2.TEST:
+                continue
+            if not inserted:
+                python = caffe_pb2.LayerParameter(name="region_sampler", type="Python", top=["data", "label"])
+                python.include.add().phase = caffe_pb2.TRAIN
+                python.python_param.module = module
+                python.python_param.layer = layer
+                python.python_param.param_str = param_str
+                kept.append(python)
+                inserted = True
+            continue
+        kept.append(item)
+    if not inserted:
+        raise PrototxtError(f"{prototxt_path}: no TRAIN Data layers with tops 'data' and 'label' to replace")
+    del net.layer[:]
+    net.layer.extend(kept)
+    return text_format.MessageToString(net)
+
+
 def solver_for(solver_path, net_path, snapshot_prefix, max_iter=None, *, base_lr=None, test_iter=None,
-               test_interval=None, display=None, snapshot=None, random_seed=None) -> str:
+               test_interval=None, display=None, snapshot=None, random_seed=None, lr_policy=None,
+               power=None) -> str:
     """Text of the solver at `solver_path` with `net`, `snapshot_prefix` and the given fields replaced.
 
     `test_iter=0` drops testing (no test net is built), as needed for a run without a val LMDB.
@@ -93,7 +122,8 @@ def solver_for(solver_path, net_path, snapshot_prefix, max_iter=None, *, base_lr
     solver.net = str(net_path)
     solver.snapshot_prefix = str(snapshot_prefix)
     for name, value in (("max_iter", max_iter), ("base_lr", base_lr), ("test_interval", test_interval),
-                        ("display", display), ("snapshot", snapshot), ("random_seed", random_seed)):
+                        ("display", display), ("snapshot", snapshot), ("random_seed", random_seed),
+                        ("lr_policy", lr_policy), ("power", power)):
         if value is not None:
             setattr(solver, name, value)
     if test_iter is not None:

@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.config import DATA_ROOT as SHARED_DATA
 from training.chain import ChainSpec, run_chain
 from training.stage import StageSpec, TrainingError, run_stage
 from prototxt.net_surgery import SurgeryError
@@ -42,6 +43,27 @@ def main(argv=None) -> int:
     stage.add_argument("--init-layers", nargs="+", default=None,
                        help="layers taken from --init (default: every layer in the file)")
 
+    piece = sub.add_parser("piece", help="one sampler-fed HyperFace piece from a model folder (resumable)")
+    piece.add_argument("--out", type=Path, required=True, help="run folder (resumes its newest snapshot)")
+    piece.add_argument("--init", type=Path, required=True, help="model directory or caffemodel to start from")
+    piece.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    piece.add_argument("--iters", type=int, default=None, help="default: training.iterations of the config")
+    piece.add_argument("--lr", type=float, default=None, help="default: training.base_lr of the config")
+    piece.add_argument("--mined", type=Path, default=None, help="hard-negative pool (python -m training mine)")
+    piece.add_argument("--afw", type=Path, default=None, help="afw_sample folder, added to validation")
+    piece.add_argument("--config", type=Path, default=None)
+    piece.add_argument("--export", type=Path, default=None, help="model directory to write at the end")
+
+    mine = sub.add_parser("mine", help="one round of hard-negative mining with a model folder (resumable)")
+    mine.add_argument("--model", type=Path, required=True, help="model directory that scores the proposals")
+    mine.add_argument("--pool", type=Path, required=True, help="JSON Lines pool to append to")
+    mine.add_argument("--round", type=int, required=True)
+    mine.add_argument("--threshold", type=float, default=0.5)
+    mine.add_argument("--photos-per-set", type=int, default=None, help="seeded sample of each set's photos")
+    mine.add_argument("--proposals-per-photo", type=int, default=200)
+    mine.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    mine.add_argument("--config", type=Path, default=None)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -51,6 +73,23 @@ def main(argv=None) -> int:
                                 batch_size=args.batch, rcnn_lr=args.rcnn_lr, hyperface_lr=args.hyperface_lr,
                                 snapshot_every=args.snapshot_every, alexnet_weights=args.alexnet,
                                 export_dir=args.export, lmdb_dir=args.lmdb, workers=args.workers))
+        elif args.command == "piece":
+            from core.config import load_config
+            from training.piece import PieceSpec, check_spec, run_piece
+            cfg = load_config(args.config)
+            spec = PieceSpec(run_dir=args.out, init=args.init, data_root=args.data_root,
+                             iterations=args.iters or cfg.training.iterations, base_lr=args.lr or cfg.training.base_lr,
+                             config_path=args.config, mined=args.mined, afw_dir=args.afw, export_dir=args.export)
+            check_spec(spec)
+            run_piece(spec, cfg)
+        elif args.command == "mine":
+            from core.config import load_config
+            from training.mining import MiningSpec, mine_round, mining_records, model_scorer
+            cfg = load_config(args.config)
+            counts = mine_round(mining_records(args.data_root, cfg, args.photos_per_set), model_scorer(args.model, cfg),
+                                cfg, MiningSpec(args.pool, args.round, args.threshold, args.proposals_per_photo))
+            print(f"mining round {args.round}: {counts['photos']} photos, {counts['regions_scored']} regions scored, "
+                  f"{counts['kept']} hard negatives kept -> {args.pool}")
         else:
             run_stage(StageSpec(args.model, args.lmdb, args.out, args.iters, args.batch, args.lr,
                                 args.snapshot_every, args.init,

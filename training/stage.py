@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import REPO_ROOT
-from prototxt.netspec_utils import read_net, solver_for, with_data_sources
+from prototxt.netspec_utils import read_net, solver_for, with_data_sources, with_python_data
 from training.loss_log import LossLog, plot_log, truncate_log
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ class StageSpec:
     init_weights: Path | None = None   # caffemodel to start from (net surgery output)
     init_layers: tuple[str, ...] | None = None  # layers taken from init_weights (None: all in the file)
     seed: int = 0
+    sampler_spec: Path | None = None   # feed the train net from training.sampler instead of the LMDBs
+    lr_policy: str | None = None       # solver lr_policy override (e.g. "poly" for a fine-tuning piece)
+    lr_power: float | None = None
+    validate_every: int = 0            # call the stage's validator every this many iterations (0: never)
 
 
 def latest_solverstate(snapshot_dir: Path) -> tuple[int, Path] | None:
@@ -65,6 +69,15 @@ def prepare_run(spec: StageSpec) -> Path:
     net_dir = REPO_ROOT / "prototxt" / spec.model
     if not (net_dir / "train_val.prototxt").exists():
         raise TrainingError(f"{net_dir}: no train_val.prototxt (unknown model {spec.model!r})")
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "snapshots").mkdir(exist_ok=True)
+    net_path = spec.run_dir / "train_val.prototxt"
+    if spec.sampler_spec is not None:
+        if not Path(spec.sampler_spec).is_file():
+            raise TrainingError(f"{spec.sampler_spec}: sampler spec not found")
+        net_path.write_text(with_python_data(net_dir / "train_val.prototxt", "training.sampler_layer",
+                                             "RegionSamplerLayer", str(Path(spec.sampler_spec).resolve())))
+        return _write_solver(spec, net_dir, net_path)
     images, labels = spec.lmdb_dir / "images_lmdb", spec.lmdb_dir / "labels_lmdb"
     if any(layer.type == "AnnotatedData" for layer in read_net(net_dir / "train_val.prototxt").layer):
         # SSD (fast_hyperface_ssd): image and boxes in one AnnotatedDatum LMDB (`python -m data_prep ssd`)
@@ -72,17 +85,37 @@ def prepare_run(spec: StageSpec) -> Path:
     for path in (p for p in (images, labels) if p is not None):
         if not (path / "data.mdb").exists():
             raise TrainingError(f"{path}: LMDB not found (build it with `python -m data_prep`)")
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    (spec.run_dir / "snapshots").mkdir(exist_ok=True)
-    net_path = spec.run_dir / "train_val.prototxt"
     net_path.write_text(with_data_sources(net_dir / "train_val.prototxt", train_images=images,
                                           train_labels=labels, batch_size=spec.batch_size))
+    return _write_solver(spec, net_dir, net_path)
+
+
+def _write_solver(spec: StageSpec, net_dir: Path, net_path: Path) -> Path:
     solver_path = spec.run_dir / "solver.prototxt"
     solver_path.write_text(solver_for(
         net_dir / "solver.prototxt", net_path, spec.run_dir / "snapshots" / spec.model,
         max_iter=spec.max_iter, base_lr=spec.base_lr, test_iter=0, display=0, snapshot=0,
-        random_seed=spec.seed))
+        random_seed=spec.seed, lr_policy=spec.lr_policy, power=spec.lr_power))
     return solver_path
+
+
+def resolve_init_weights(path: Path) -> Path:
+    """A caffemodel path, or a model directory (models/hyperface: its fp16 weights expanded)."""
+    path = Path(path)
+    if path.is_dir():
+        from pipeline.model_store import load_model
+        return load_model(path).caffemodel
+    if not path.exists():
+        raise TrainingError(f"{path}: initial weights not found")
+    return path
+
+
+def sampler_layer(net):
+    """The RegionSamplerLayer object of a sampler-fed train net, or None."""
+    for name, layer in zip(net._layer_names, net.layers):
+        if name == "region_sampler":
+            return layer
+    return None
 
 
 def copy_initial_weights(net, caffemodel: Path, layers: tuple[str, ...] | None) -> list[str]:
@@ -123,7 +156,7 @@ def _loss_blobs(net) -> list[str]:
     return [name for name in net.outputs if name.startswith("loss") or name.endswith("_loss")]
 
 
-def run_stage(spec: StageSpec, progress: bool = True) -> Path:
+def run_stage(spec: StageSpec, progress: bool = True, validator=None) -> Path:
     """Train (or resume) the stage up to spec.max_iter; return the final caffemodel path."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
@@ -140,10 +173,11 @@ def run_stage(spec: StageSpec, progress: bool = True) -> Path:
         log.info("%s: resuming from %s", spec.model, resumed[1])
         solver.restore(str(resumed[1]))
     elif spec.init_weights is not None:
-        if not Path(spec.init_weights).exists():
-            raise TrainingError(f"{spec.init_weights}: initial weights not found")
-        copy_initial_weights(solver.net, spec.init_weights, spec.init_layers)
+        copy_initial_weights(solver.net, resolve_init_weights(spec.init_weights), spec.init_layers)
     start = solver.iter
+    feeder = sampler_layer(solver.net)
+    if feeder is not None:
+        feeder.iteration = start  # batch k is a function of (seed, k): a resume draws what a full run would
 
     csv_path = spec.run_dir / "losses.csv"
     truncate_log(csv_path, start)
@@ -166,6 +200,9 @@ def run_stage(spec: StageSpec, progress: bool = True) -> Path:
             loss_log.append(solver.iter, values)
             bar.update(1)
             bar.set_postfix({n.replace("loss_", ""): f"{v:.3g}" for n, v in values.items()}, refresh=False)
+            if validator is not None and spec.validate_every and (
+                    solver.iter % spec.validate_every == 0 or solver.iter == spec.max_iter):
+                validator(solver.net, solver.iter)
             if solver.iter % spec.snapshot_every == 0 or solver.iter == spec.max_iter or stop["now"]:
                 loss_log.flush()
                 solver.snapshot()

@@ -2,6 +2,7 @@
 from data_prep.readers.aflw import read_aflw
 from data_prep.readers.aflw2000 import read_aflw2000
 from data_prep.readers.aflw_crops import read_aflw_crops
+from data_prep.readers.face_free import read_face_free
 from data_prep.readers.pts300w import read_300w
 from data_prep.readers.utkface import read_utkface
 from data_prep.readers.wider import read_wider
@@ -11,7 +12,7 @@ CROP_DATASETS = frozenset({"aflw_crops", "utkface"})
 
 
 def read_dataset(name: str, root, split: str = "train", limit: int | None = None, config=None):
-    """Records of dataset `name` (aflw, 300w, aflw2000, aflw_crops, wider, utkface) under `root`.
+    """Records of dataset `name` (aflw, 300w, aflw2000, aflw_crops, wider, utkface, face_free) under `root`.
     For aflw, `root` is the aflw.sqlite file or the folder holding it."""
     from pathlib import Path
     from data_prep.errors import DataPrepError
@@ -29,8 +30,10 @@ def read_dataset(name: str, root, split: str = "train", limit: int | None = None
         return read_wider(root, split=split, limit=limit, config=config)
     if name == "utkface":
         return read_utkface(root, split=split, limit=limit, config=config)
+    if name == "face_free":
+        return read_face_free(root, split=split, limit=limit)
     raise DataPrepError(root, f"unknown dataset {name!r}")
 
 
-__all__ = ["read_aflw", "read_aflw2000", "read_aflw_crops", "read_300w", "read_utkface", "read_wider",
+__all__ = ["read_aflw", "read_aflw2000", "read_aflw_crops", "read_face_free", "read_300w", "read_utkface", "read_wider",
            "read_dataset", "CROP_DATASETS"]

@@ -12,6 +12,7 @@ import numpy as np
 
 from core.config import HyperFaceConfig, load_config
 from core.records import FaceRecord, ImageRecord
+from core.splits import held_out_names
 from data_prep.errors import DataPrepError
 from data_prep.readers.common import apply_limit
 
@@ -22,9 +23,14 @@ def is_ignore(face: FaceRecord) -> bool:
 
 def read_wider(root: str | Path, split: str = "train", limit: int | None = None,
                config: HyperFaceConfig | None = None) -> list[ImageRecord]:
-    """ImageRecords of the WIDER FACE `split` ('train' or 'val') under `root`."""
+    """ImageRecords of the WIDER FACE `split` under `root`: 'train' or 'val' (the official lists), or
+    'train-fit' / 'train-heldout': the training list without / with only the
+    SamplingConfig.wider_train_test_images photos held out by a salted name hash (core/splits.py),
+    which training validates on and benchmarks report on."""
     cfg = config or load_config()
     root = Path(root)
+    part = split if split in ("train-fit", "train-heldout") else None
+    split = "train" if part else split
     gt_path = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
     if not gt_path.is_file():
         raise DataPrepError(gt_path, "WIDER FACE annotation file not found")
@@ -49,6 +55,9 @@ def read_wider(root: str | Path, split: str = "train", limit: int | None = None,
             tiny = min(w, h) < cfg.sampling.min_face_side
             faces.append(FaceRecord(box=[x, y, x + w, y + h], face_id=f"{name}#{k}", ignore=bool(tiny)))
         records.append(ImageRecord(path=root / f"WIDER_{split}" / "images" / name, faces=faces, image_id=name))
-        if limit and len(records) >= limit:
+        if limit and len(records) >= limit and part is None:
             break
+    if part is not None:
+        held_out = held_out_names([r.image_id for r in records], cfg.sampling.wider_train_test_images, "wider_train")
+        records = [r for r in records if (r.image_id in held_out) == (part == "train-heldout")]
     return apply_limit(records, limit)

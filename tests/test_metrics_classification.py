@@ -1,0 +1,20 @@
+"""Region-classification metrics (benchmarks/metrics/classification.py) on hand-computed cases."""
+import numpy as np
+import pytest
+
+from benchmarks.metrics.classification import average_precision, balanced_accuracy
+
+
+def test_average_precision_hand_computed():
+    # ranked: + - + -  -> precision at the two positives 1/1 and 2/3 -> envelope AP = 0.5*1 + 0.5*2/3
+    assert average_precision([0.9, 0.8, 0.7, 0.1], [1, 0, 1, 0]) == pytest.approx(0.5 + 1 / 3)
+    assert average_precision([0.9, 0.8], [1, 1]) == pytest.approx(1.0)
+    assert average_precision([0.1, 0.9], [1, 0]) == pytest.approx(0.5)  # - + : precision 1/2 at recall 1
+    assert np.isnan(average_precision([0.5], [0]))
+
+
+def test_balanced_accuracy_hand_computed():
+    # always "female" on 3 male / 1 female: recall(male)=0, recall(female)=1 -> 0.5 (plain accuracy would be 0.25)
+    assert balanced_accuracy([0, 0, 0, 0], [1, 1, 1, 0]) == pytest.approx(0.5)
+    # 2 of 3 males right, the female right -> (2/3 + 1) / 2
+    assert balanced_accuracy([1, 1, 0, 0], [1, 1, 1, 0]) == pytest.approx((2 / 3 + 1) / 2)
