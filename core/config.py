@@ -30,8 +30,8 @@ class IoUThresholds:
 @dataclass(frozen=True)
 class LossWeights:
     """lambda_t of equation 6, as the committed train_val prototxts state them in their loss_weight
-    fields (what Caffe trains with). These values document them; tests/test_nets.py checks that the
-    two agree, so an override in a YAML fails that test instead of silently training otherwise."""
+    fields (what Caffe trains with). These values document them; tests/test_nets.py checks that they
+    agree with config/hyperface.yaml, so editing one without the other fails that test."""
     detection: float = 1.0
     landmarks: float = 5.0
     visibility: float = 0.5
