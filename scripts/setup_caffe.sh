@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HyperFace foundation setup (run by `make setup`):
-#   1. Debian packages Caffe needs (skipped when all are installed)
+#   1. Debian packages Caffe needs, and chromium for the gallery test (skipped when all are installed)
 #   2. .venv in the repo root from requirements.txt (skipped when unchanged)
 #   3. brocolli-caffe sdist (official Caffe + SSD layers) fetched with pip into the cache
 #   4. third_party/caffe/*.patch applied in order (caffe.patch, speed.patch), CMake CPU-only build, install into
@@ -27,6 +27,9 @@ APT_PACKAGES=(build-essential cmake protobuf-compiler libprotobuf-dev libgoogle-
 # ---------------------------------------------------------------- 1. apt
 step "apt packages" "$LOGS/apt.log"
 apt_ensure "${APT_PACKAGES[@]}"
+# headless Chromium renders the HTML gallery in tests/test_scale_out.py (skipped, with the reason, without it)
+step "apt package chromium (gallery test browser)" "$LOGS/apt-chromium.log"
+apt_ensure chromium || echo "    WARNING: chromium not installed (see $LOG); the gallery browser test will be skipped" >&2
 
 # ---------------------------------------------------------------- 2. venv
 step "python venv (.venv from requirements.txt)" "$LOGS/venv.log"
