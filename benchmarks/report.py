@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from benchmarks.report_html import write_report_html
+
 
 def _fmt(v) -> str:
     if isinstance(v, float):
@@ -45,4 +47,5 @@ def write_report(
     if notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     path.write_text("\n".join(out) + "\n")
+    write_report_html(path)  # report.html beside it, with the figures inline
     return path

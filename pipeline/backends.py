@@ -97,7 +97,8 @@ class OnnxRuntimeBackend:
         self.outputs = outputs or net_outputs(prototxt)
         path = cached_onnx(prototxt, caffemodel, self.outputs)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        # $HYPERFACE_THREADS: a Dask worker's share of its machine's cores (pipeline/dask_runner.py)
+        opts.intra_op_num_threads = threads or int(os.environ.get("HYPERFACE_THREADS") or 0) or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

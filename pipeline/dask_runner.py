@@ -1,0 +1,201 @@
+"""Folder runs on a Dask distributed cluster: `python -m pipeline run FOLDER --out OUT --scheduler ADDRESS`
+(an existing cluster) or `--scheduler local --workers N` (a LocalCluster on this machine).
+
+The client lists the inputs, names the outputs and skips finished ones exactly as a local run does
+(pipeline/cli.py: list_inputs, output_stems, already_done), sends the pending photos out in chunks,
+and keeps the progress bar, run_log.txt and index.jsonl (it is their only writer). Each worker loads
+the model once (DetectorPlugin, a Dask WorkerPlugin; a restarted worker loads it again) and runs
+every photo of a chunk through pipeline.cli.process_one, the same per-photo code path as a local run,
+which writes the PNG and then the JSON through a temp file + os.replace. So the JSON is
+byte-identical to a local run's, a killed client resumes as a local run does, and a killed worker's
+chunk is run again by the scheduler: photos whose JSON that worker had already written are taken as
+done (not redone, not counted twice).
+
+Workers and client must see the inputs, the model and OUT at the same paths (one machine, or a
+shared filesystem); relative paths are resolved against the client's working directory, into which
+the plugin changes on workers where it exists. Each task uses $HYPERFACE_THREADS onnxruntime/OpenCV
+threads: its host's cores divided by the worker threads on that host (or --task-threads).
+
+Dask is imported only here, so a run without --scheduler never imports it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+from tqdm import tqdm
+
+from core.config import load_config
+from pipeline import cli
+from pipeline.index import ResultIndex, index_record, read_result
+from pipeline.images import list_inputs
+
+log = logging.getLogger(__name__)
+PLUGIN_NAME = "hyperface-detector"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _host(address: str) -> str:
+    return address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+class DetectorPlugin(WorkerPlugin):
+    """Loads one HyperFace detector per worker process, when the worker starts or the plugin is
+    registered; tasks find it as get_worker().plugins[PLUGIN_NAME].detector."""
+
+    def __init__(self, settings: dict, cwd: str, task_threads: int | None, host_threads: dict[str, int]):
+        self.settings, self.cwd = settings, cwd
+        self.task_threads, self.host_threads = task_threads, host_threads
+        self.detector = self.cfg = None
+
+    def setup(self, worker):
+        import cv2  # noqa: PLC0415
+
+        from pipeline.detector import HyperFace  # noqa: PLC0415
+        if os.path.isdir(self.cwd) and os.getcwd() != self.cwd:
+            os.chdir(self.cwd)
+        threads = self.task_threads or max(1, _cpus() // max(1, self.host_threads.get(_host(worker.address),
+                                                                                       worker.state.nthreads)))
+        os.environ["HYPERFACE_THREADS"] = str(threads)
+        cv2.setNumThreads(threads)
+        s = self.settings
+        self.cfg = load_config(s["config"])
+        self.detector = HyperFace(s["model"], backend=s["backend"], proposals=s["proposals"], post=s["post"],
+                                  irp_iterations=s["irp_iterations"], config=self.cfg, ssd_model_dir=s["ssd_model"])
+
+
+class LogEntries:
+    """The RunLog interface on a worker: lines are sent back to the client, which writes them."""
+
+    def __init__(self):
+        self.entries: list[tuple[str, str, str]] = []
+
+    def add(self, kind: str, path, reason: str) -> None:
+        self.entries.append((kind, str(path), reason))
+
+
+def detect_chunk(items: list[tuple[str, str]], out: str) -> list[dict]:
+    """Worker side: run process_one on each (input path, output stem); returns per photo its status,
+    its run-log lines and its index record."""
+    plugin = get_worker().plugins[PLUGIN_NAME]
+    out_dir = Path(out)
+    results = []
+    for path_str, stem in items:
+        path, json_path = Path(path_str), out_dir / f"{stem}.json"
+        log_lines = LogEntries()
+        if cli.already_done(json_path):
+            # pending when the run started, so an earlier attempt of this chunk (on a worker that died)
+            # wrote it: done in this run; repeat the CONVERTED line the client never received
+            status, doc = "done", read_result(json_path)
+            if doc and doc.get("notes"):
+                log_lines.add("CONVERTED", path, "; ".join(doc["notes"]))
+        else:
+            status = cli.process_one(path, stem, out_dir, plugin.detector, plugin.cfg, log_lines)
+            doc = read_result(json_path) if status == "done" else None
+        results.append({"stem": stem, "status": status, "log": log_lines.entries,
+                        "record": index_record(json_path.name, doc) if doc else None})
+    return results
+
+
+def default_chunk_size(pending: int, threads: int) -> int:
+    """About 16 chunks per worker thread (the last chunks balance the load), 1 to 16 photos each."""
+    return max(1, min(16, pending // max(1, 16 * threads)))
+
+
+def _check_plugin(responses) -> None:
+    """Raise the first worker's setup error (a bad model or config) on the client."""
+    if not isinstance(responses, dict):
+        return
+    for worker, resp in responses.items():
+        if isinstance(resp, dict) and resp.get("status") == "error":
+            exc = resp.get("exception")
+            if isinstance(exc, BaseException):
+                raise exc
+            raise RuntimeError(f"worker {worker}: {resp.get('text') or exc}")
+
+
+def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, scheduler: str,
+             workers: int | None = None, backend: str | None = None, proposals: str = "fast", post: str = "lnms",
+             irp_iterations: int | None = None, config=None, ssd_model: str | Path | None = None,
+             chunk_size: int | None = None, task_threads: int | None = None, progress: bool = True) -> dict[str, int]:
+    """Like pipeline.cli.run, on a Dask cluster ("local": a LocalCluster of `workers` processes, one
+    thread each; otherwise a scheduler address). Returns counts {"done", "already_done", "skipped"}."""
+    from pipeline.backends import DEFAULT_BACKEND  # noqa: PLC0415
+    load_config(config)  # a bad config fails here, before any cluster starts
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = list_inputs(inputs)
+    run_log = cli.RunLog(out / cli.RUN_LOG)
+    index = ResultIndex(out)
+    index.sync()
+    counts = {"done": 0, "already_done": 0, "skipped": 0}
+    pending = []
+    for path, stem in zip(paths, cli.output_stems(paths)):
+        json_path = out / f"{stem}.json"
+        if cli.already_done(json_path):
+            counts["already_done"] += 1
+            run_log.add("SKIPPED", path, f"already done ({json_path.name} exists)")
+        else:
+            pending.append((str(path), stem))
+    if not pending:
+        return counts
+    settings = {"model": str(model), "backend": backend or DEFAULT_BACKEND, "proposals": proposals, "post": post,
+                "irp_iterations": irp_iterations, "config": None if config is None else str(config),
+                "ssd_model": None if ssd_model is None else str(ssd_model)}
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # -v shows Dask's own INFO lines
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                               dashboard_address=None,
+                               silence_logs=logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.CRITICAL)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        info = client.scheduler_info(n_workers=-1)
+        host_threads: dict[str, int] = {}
+        for addr, w in info["workers"].items():
+            host_threads[_host(addr)] = host_threads.get(_host(addr), 0) + int(w.get("nthreads", 1))
+        total_threads = sum(host_threads.values()) or 1
+        _check_plugin(client.register_plugin(DetectorPlugin(settings, os.getcwd(), task_threads, host_threads),
+                                             name=PLUGIN_NAME))
+        size = chunk_size or default_chunk_size(len(pending), total_threads)
+        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        log.info("%d photos in %d chunks of %d on %d worker threads", len(pending), len(chunks), size, total_threads)
+        token = uuid.uuid4().hex[:12]
+        futures = {client.submit(detect_chunk, chunk, str(out), pure=False, key=f"hyperface-chunk-{i}-{token}"):
+                   chunk for i, chunk in enumerate(chunks)}
+        with tqdm(total=len(pending), desc="images", unit="img", disable=not progress) as bar:
+            for fut in as_completed(futures):
+                chunk = futures[fut]
+                try:
+                    results = fut.result()
+                except Exception as err:  # the chunk failed for good (e.g. its workers kept dying)
+                    reason = f"error: {err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    results = [{"stem": stem, "status": "skipped", "log": [("SKIPPED", p, reason)], "record": None}
+                               for p, stem in chunk]
+                records = []
+                for r in results:
+                    for kind, p, reason in r["log"]:
+                        run_log.add(kind, Path(p), reason)
+                    counts[r["status"]] += 1
+                    if r["record"] is not None:
+                        records.append(r["record"])
+                index.append(records)
+                bar.update(len(chunk))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return counts
+
