@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks import plots, results_io
 from benchmarks.datasets import afw, fddb, gender, ibug, pascal
-from benchmarks.metrics.detection import calibrate_boxes, face_eval_ap, match_boxes
+from benchmarks.metrics.detection import fp_per_image_at_recall, calibrate_boxes, face_eval_ap, match_boxes
 from benchmarks.metrics.fddb import ellipse_box_iou, fddb_roc, write_roc_files
 from benchmarks.metrics.gender import gender_accuracy
 from benchmarks.metrics.landmarks import (AFW6_FROM_AFLW21, angle_error_deg, balanced_yaw_subset, ced, nme,
@@ -26,8 +26,8 @@ from core.face import Face
 log = logging.getLogger(__name__)
 
 POSE_NAMES = ("roll", "pitch", "yaw")
-DETECTION_SETS = ("afw", "pascal", "fddb")
-DATASETS = ("afw", "pascal", "fddb", "aflw", "aflw2000", "ibug", "celeba", "lfwa", "utkface")
+DETECTION_SETS = ("afw", "pascal", "fddb", "wider-heldout")
+DATASETS = ("afw", "pascal", "fddb", "wider-heldout", "aflw", "aflw2000", "ibug", "celeba", "lfwa", "utkface")
 
 
 # ----------------------------------------------------------------------------- ground truth
@@ -48,6 +48,11 @@ def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig)
     if dataset == "pascal":
         recs, ign = pascal.load_pascal_faces(data_dir)
         return (recs, ign), [(r.image_id, r.path) for r in recs]
+    if dataset == "wider-heldout":
+        # the WIDER training photos no training batch sees (data_prep reader, split train-heldout)
+        from data_prep.readers import read_dataset
+        recs = read_dataset("wider", data_dir, split="train-heldout", config=cfg)
+        return recs, [(r.image_id, r.path) for r in recs]
     if dataset == "fddb":
         imgs = fddb.load_fddb(data_dir)
         return imgs, [(i.image_id, i.path) for i in imgs]
@@ -83,7 +88,10 @@ def score_detection_ap(gt_boxes: Mapping[str, np.ndarray], results: Mapping[str,
     r = face_eval_ap(dets, gt_boxes, b.face_eval_min_gt_side, b.eval_iou, gt_ignore)
     cal, transform = calibrate_boxes(dets, gt_boxes, b.face_eval_min_gt_side, b.eval_iou, b.face_eval_calibration_iters)
     rc = face_eval_ap(cal, gt_boxes, b.face_eval_min_gt_side, b.eval_iou, gt_ignore)
-    return {"metrics": {"AP": r.ap, "AP_calibrated": rc.ap, "TP": r.n_tp, "FP": r.n_fp, "faces": r.n_positives},
+    n_images = max(len(gt_boxes), 1)
+    return {"metrics": {"AP": r.ap, "AP_calibrated": rc.ap, "TP": r.n_tp, "FP": r.n_fp, "faces": r.n_positives,
+                        "recall": r.n_tp / max(r.n_positives, 1), "FP_per_image": r.n_fp / n_images,
+                        "FP_per_image_at_90_recall": fp_per_image_at_recall(r, n_images, 0.9)},
             "curves": {"pr": (r.recall, r.precision, r.ap), "pr_calibrated": (rc.recall, rc.precision, rc.ap)},
             "calibration": transform}
 
@@ -188,6 +196,9 @@ def score_one(dataset: str, gt, results, cfg: HyperFaceConfig, out_dir: Path | N
         recs, ign = gt
         boxes = {r.image_id: (np.stack([f.box for f in r.faces]) if r.faces else np.zeros((0, 4))) for r in recs}
         return score_detection_ap(boxes, results, cfg, ign)
+    if dataset == "wider-heldout":  # boxes only; faces under face_eval_min_gt_side are ignored by face-eval
+        boxes = {r.image_id: (np.stack([f.box for f in r.faces]) if r.faces else np.zeros((0, 4))) for r in gt}
+        return score_detection_ap(boxes, results, cfg)
     if dataset == "fddb":
         return score_fddb(gt, results, cfg, out_dir, prefix)
     if dataset in ("aflw", "aflw2000", "ibug"):

@@ -18,3 +18,13 @@ def test_balanced_accuracy_hand_computed():
     assert balanced_accuracy([0, 0, 0, 0], [1, 1, 1, 0]) == pytest.approx(0.5)
     # 2 of 3 males right, the female right -> (2/3 + 1) / 2
     assert balanced_accuracy([1, 1, 0, 0], [1, 1, 1, 0]) == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_fp_per_image_at_recall_hand_computed():
+    from benchmarks.metrics.detection import APResult, fp_per_image_at_recall
+    # 2 faces over 2 images; ranked detections TP, FP, TP -> 90 % recall first reached at rank 3 with 1 FP
+    r = APResult(ap=0.0, recall=np.array([0.5, 0.5, 1.0]), precision=np.array([1.0, 0.5, 2 / 3]),
+                 scores=np.array([0.9, 0.8, 0.7]), n_positives=2, n_tp=2, n_fp=1)
+    assert fp_per_image_at_recall(r, 2, 0.9) == pytest.approx(0.5)
+    assert fp_per_image_at_recall(r, 2, 0.5) == pytest.approx(0.0)
+    assert fp_per_image_at_recall(APResult(0.0, np.array([0.5]), np.array([1.0]), np.array([0.9]), 2, 1, 0), 2, 0.9) == float("inf")

@@ -231,3 +231,14 @@ def score_summary(scores: np.ndarray, threshold: float) -> dict[str, float]:
         return {"score_mean": float("nan"), "score_median": float("nan"), "frac_above": float("nan"), "n": 0}
     return {"score_mean": float(s.mean()), "score_median": float(np.median(s)),
             "frac_above": float((s > threshold).mean()), "n": int(len(s))}
+
+
+def fp_per_image_at_recall(result: APResult, n_images: int, recall: float) -> float:
+    """False positives per image at the first rank where `result` reaches `recall` (inf if it never does)."""
+    reached = np.flatnonzero(np.asarray(result.recall) >= recall - 1e-12)
+    if len(reached) == 0 or n_images <= 0:
+        return float("inf")
+    k = int(reached[0])
+    tp = result.recall[k] * result.n_positives
+    fp = tp / max(result.precision[k], np.finfo(np.float64).eps) - tp
+    return float(round(fp) / n_images)
