@@ -35,25 +35,12 @@ POSITIVE, PARTIAL, NEGATIVE = "positive", "partial", "negative"
 # ----------------------------------------------------------------------------------------------
 # proposals
 def selective_search(image: np.ndarray, ss: SelectiveSearchConfig) -> np.ndarray:
-    """(N, 4) integer boxes x1, y1, x2, y2 from OpenCV's selective search on `image` resized so
-    its longer side is at most ss.max_side; boxes smaller than ss.min_box_side are dropped."""
-    height, width = image.shape[:2]
-    scale = min(1.0, ss.max_side / max(height, width))
-    small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA) \
-        if scale < 1.0 else image
-    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    search.setBaseImage(small)
-    if ss.mode == "quality":
-        search.switchToSelectiveSearchQuality()
-    elif ss.mode == "fast":
-        search.switchToSelectiveSearchFast()
-    else:
-        raise ValueError(f"selective_search.mode must be 'fast' or 'quality', got {ss.mode!r}")
-    rects = np.asarray(search.process(), dtype=np.float64).reshape(-1, 4)
-    boxes = np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], axis=1) / scale
-    boxes = np.round(boxes)
-    keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= ss.min_box_side
-    return boxes[keep][: ss.max_proposals].astype(np.int32)
+    """(N, 4) boxes x1, y1, x2, y2 in whole pixels (float64) from the project's one selective search,
+    core.proposals.selective_search (the pipeline's proposals): resized to ss.max_side, rounded,
+    clipped, filtered, near-duplicates merged, in canonical order."""
+    from core.proposals import selective_search as shared_selective_search
+
+    return shared_selective_search(image, ss)
 
 
 def proposal_cache_path(cache_dir: Path, image_path: Path, image_shape: tuple, ss: SelectiveSearchConfig) -> Path:
@@ -69,6 +56,9 @@ def cached_proposals(image: np.ndarray, image_path: Path, cache_dir: Path | None
     if cache_dir is None:
         return selective_search(image, ss)
     cache = proposal_cache_path(cache_dir, image_path, image.shape, ss)
+    # keyed on every selective-search setting (filters, merging) and the proposal format
+    settings = hashlib.sha1(f"core.proposals v1 {ss!r}".encode()).hexdigest()[:10]
+    cache = cache.with_name(f"{cache.stem}-{settings}.npy")
     if cache.is_file():
         return np.load(cache)
     boxes = selective_search(image, ss)

@@ -6,41 +6,12 @@ import logging
 import cv2
 import numpy as np
 
-from core.config import InputConfig, SelectiveSearchConfig, TestConfig
+from core.config import InputConfig, TestConfig
+from core.proposals import SS_MODES, selective_search  # noqa: F401  (the one selective search, shared with data_prep)
 from pipeline.backends import input_shape, make_backend
 from pipeline.model_store import Model
 
 log = logging.getLogger(__name__)
-SS_MODES = ("fast", "quality")
-
-
-def selective_search(image: np.ndarray, cfg: SelectiveSearchConfig, mode: str | None = None) -> np.ndarray:
-    """Selective search boxes (n, 4) x1, y1, x2, y2 in image pixels, in OpenCV's ranking order.
-
-    The image is resized so its longer side is at most cfg.max_side; boxes smaller than
-    cfg.min_box_side (original pixels) are dropped; at most cfg.max_proposals ("fast") or
-    cfg.max_proposals_quality ("quality") are kept.
-    """
-    mode = mode or cfg.mode
-    if mode not in SS_MODES:
-        raise ValueError(f"unknown selective search mode {mode!r}; choose one of {SS_MODES}")
-    h, w = image.shape[:2]
-    scale = min(1.0, cfg.max_side / max(h, w))
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
-        if scale < 1.0 else image
-    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    ss.setBaseImage(small)
-    if mode == "fast":
-        ss.switchToSelectiveSearchFast()
-    else:
-        ss.switchToSelectiveSearchQuality()
-    rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)  # x, y, w, h
-    boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]) / scale
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-    keep = ((boxes[:, 2] - boxes[:, 0]) >= cfg.min_box_side) & ((boxes[:, 3] - boxes[:, 1]) >= cfg.min_box_side)
-    limit = cfg.max_proposals if mode == "fast" else cfg.max_proposals_quality
-    return boxes[keep][:limit]
 
 
 class SSDProposer:
