@@ -11,12 +11,11 @@ import functools
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
 from core.aflw21 import NUM_POINTS
-from core.geometry import crop_and_warp
+from core.geometry import box_iou, crop_and_warp
 from pipeline.errors import GeometryError
 
 MEAN_SHAPE_PATH = Path(__file__).resolve().parent / "mean_shape_aflw21.json"
@@ -73,16 +72,20 @@ def boxes_from_landmarks(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarr
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS (cv2.dnn.NMSBoxes), highest score first."""
+    """Indices kept by greedy NMS, highest score first: a box is suppressed by a kept one when their
+    IoU (core.geometry.box_iou) exceeds iou_threshold (as cv2.dnn.NMSBoxes). Equal scores keep
+    their input order (stable sort), so the result is a function of the boxes and scores alone."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
-    # NMSBoxes drops scores <= score_threshold (which must be >= 0): shift so every box takes part.
-    shifted = np.asarray(scores, dtype=np.float64) - float(np.min(scores)) + 1.0
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), shifted.tolist(), score_threshold=0.0,
-                            nms_threshold=float(iou_threshold))
-    return np.asarray(keep, dtype=np.int64).reshape(-1)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64).reshape(-1), kind="stable")
+    alive = np.ones(len(order), dtype=bool)
+    keep = []
+    for rank, i in enumerate(order):
+        if alive[rank]:
+            keep.append(i)
+            alive[rank + 1:] &= box_iou(boxes[i], boxes[order[rank + 1:]])[0] <= iou_threshold
+    return np.asarray(keep, dtype=np.int64)
 
 
 def make_batch(image: np.ndarray, boxes: np.ndarray, size: int, mean_bgr) -> np.ndarray:

@@ -104,7 +104,10 @@ def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray
     """Algorithm 1. `evaluate(boxes)` runs the net on boxes and decodes (no threshold).
 
     detected = boxes scoring >= threshold; then T times: new boxes from the fiducials of the last
-    new boxes (FaceRectCalculator), appended to detected. The result is every detected box with its
+    new boxes (FaceRectCalculator), appended to detected. With test.irp_suppress_first, only the
+    new boxes that a greedy NMS (lnms_iou) of the last new boxes' landmark boxes keeps, among those
+    scoring >= threshold, are evaluated: a box that overlaps a better-scoring one that much lands in
+    that one's L-NMS cluster and cannot add a face. The result is every detected box with its
     final outputs, thresholded again (final_scores of Algorithm 1). A box evaluated once is not
     evaluated again: the net is deterministic, so its outputs are reused.
     """
@@ -116,7 +119,11 @@ def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray
         if len(newest) == 0:
             break
         new_boxes = landmark_boxes(newest, test)
-        newest = evaluate(new_boxes[_usable(new_boxes)])
+        usable = np.flatnonzero(_usable(new_boxes))
+        if test.irp_suppress_first:  # one seed per face: NMS of the regions' landmark boxes
+            above = usable[newest.scores[usable] >= test.detection_threshold]
+            usable = above[nms(new_boxes[above], newest.scores[above], test.lnms_iou)]
+        newest = evaluate(new_boxes[usable])
         detected.append(newest)
     final = Regions.concat(detected)
     return final.select(final.scores >= test.detection_threshold)
