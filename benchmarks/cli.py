@@ -3,6 +3,7 @@
                        [--post lnms|nms] [--irp N] [--limit N] [--config YAML]   run detection, then score
   python -m benchmarks score <dataset> --data DIR --results DIR [--results DIR ...] [--label NAME ...] --out DIR
   python -m benchmarks ablation --data AFW_DIR --model DIR --out DIR
+  python -m benchmarks proposals [--out DIR] [--model DIR] [--limit N]   proposal recall (benchmarks/proposals.py)
 Datasets: afw pascal fddb aflw aflw2000 ibug celeba lfwa utkface.
 """
 from __future__ import annotations
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["proposals"]:  # proposal recall: its own options (benchmarks/proposals.py)
+        from benchmarks.proposals import main as proposals_main
+
+        return proposals_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
