@@ -2,6 +2,7 @@
 conversion (grayscale, alpha, 16-bit, huge) is reported so the CLI can log it."""
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,38 @@ def to_bgr8(image: np.ndarray, path, notes: list[str]) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file header (PIL reads no pixels), None when PIL cannot tell."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read: no decompression-bomb risk here
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return tuple(int(v) for v in im.size)
+    except Exception:  # noqa: BLE001  (any PIL failure: decode in full as before)
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _decode(data: bytes, max_side: int, notes: list[str]) -> tuple[np.ndarray | None, tuple[int, int] | None]:
+    """(decoded image, original (width, height) or None). An image whose longer side is at least twice
+    max_side is decoded reduced by 2, 4 or 8 (cv2.IMREAD_REDUCED_COLOR_*: JPEG decodes at that
+    scale, so a 20000 x 20000 photo never exists at full size in memory), the largest factor that
+    leaves the longer side >= max_side; everything else is decoded unchanged."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    size = _header_size(data)
+    if size and max(size) >= 2 * max_side:
+        factor = max(f for f in (2, 4, 8) if max(size) / f >= max_side)
+        flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+        image = cv2.imdecode(buf, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is not None and image.size:
+            notes.append(f"decoded at 1/{factor} size")
+            return image, size
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), size
+
+
 def read_image(path: str | Path, max_side: int) -> LoadedImage:
     """Decode `path` to uint8 BGR; images with a side over max_side are downscaled (scale recorded)."""
     path = Path(path)
@@ -69,12 +102,12 @@ def read_image(path: str | Path, max_side: int) -> LoadedImage:
     reason = _truncated(data)
     if reason:
         raise BadImageError(path, reason)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    notes: list[str] = []
+    image, size = _decode(data, max_side, notes)
     if image is None or image.size == 0:
         raise BadImageError(path, "not a decodable image")
-    notes: list[str] = []
     image = to_bgr8(image, path, notes)
-    height, width = image.shape[:2]
+    width, height = size or (image.shape[1], image.shape[0])
     scale = 1.0
     if max(height, width) > max_side:
         scale = max_side / max(height, width)
