@@ -54,13 +54,17 @@ class HyperFace:
             raise ModelError(self.model.prototxt, "post='lnms' needs a 'landmarks' output; use post='nms'")
         self.proposals, self.post = proposals, post
         default_t = self.cfg.test.irp_iterations if has_landmarks else 0
+        if irp_iterations is not None and (isinstance(irp_iterations, bool) or int(irp_iterations) != irp_iterations
+                                           or irp_iterations < 0):
+            raise ValueError(f"irp_iterations must be a whole number >= 0, got {irp_iterations!r}")
         self.irp_iterations = default_t if irp_iterations is None else int(irp_iterations)
         if self.irp_iterations and not has_landmarks:
             raise ModelError(self.model.prototxt, "IRP needs a 'landmarks' output; use irp_iterations=0")
-        self.ssd = None
+        self.ssd = self.ssd_model = None
         if proposals == "ssd":
             ssd_dir = Path(ssd_model_dir) if ssd_model_dir else self.model.model_dir / SSD_SUBDIR
-            self.ssd = SSDProposer(load_model(ssd_dir), backend, self.cfg.input, self.cfg.test)
+            self.ssd_model = load_model(ssd_dir)
+            self.ssd = SSDProposer(self.ssd_model, backend, self.cfg.input, self.cfg.test)
         self.last_timings: dict[str, float] = {}
 
     def _check_input(self) -> None:
@@ -116,13 +120,15 @@ class HyperFace:
         return Regions.concat(parts)
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        """Faces in a BGR image (gray, BGRA and 16-bit are converted), best score first."""
+        """Faces in a BGR image (gray, BGRA, 16-bit and float are converted), best score first.
+        Anything that is not an image (None, an empty array, a 0x0x3 image, other shapes or pixel
+        types) raises pipeline.errors.BadImageError saying what was wrong."""
         return self.detect_variants(image_bgr, [(self.post, self.irp_iterations)])[0]
 
     def detect_variants(self, image_bgr: np.ndarray, variants: list[tuple[str, int]]) -> list[list[Face]]:
         """detect() for several (post, irp_iterations) settings of one image: the proposals are made
         once and every set of boxes is forwarded once (the ablation's variants share them)."""
-        image = to_bgr8(np.asarray(image_bgr), "<array>", [])
+        image = to_bgr8(image_bgr, "<array>", [])  # BadImageError for None, empty or non-image arrays
         self.last_timings = {}
         t0 = time.perf_counter()
         boxes = self.propose(image)
