@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import shutil
+import zipfile
+import zlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,19 +49,33 @@ class Model:
     prototxt: Path
     caffemodel: Path
     meta: dict = field(default_factory=dict)
+    weights_sha1: str = ""             # SHA-1 of the weight file in model_dir (checked against model.json)
 
     @property
     def name(self) -> str:
         return self.meta.get("name", self.model_dir.name)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and os.replace (never a half-written file)."""
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes, mid_write=None) -> None:
+    """Write via a temp file `.<name>.XXXX.tmp` in the same folder and os.replace (never a
+    half-written file). The file gets the permissions of a plain open() (0666 less the umask), not
+    mkstemp's 0600. mid_write: called after half of the bytes are written (crash tests)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
+            f.write(data[:len(data) // 2])
+            if mid_write is not None:
+                f.flush()
+                mid_write()
+            f.write(data[len(data) // 2:])
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -181,10 +197,11 @@ def load_model(model_dir: str | Path) -> Model:
             raise ModelError(meta_path, f"label layout version {meta['label_layout_version']} "
                                         f"!= {LABEL_LAYOUT_VERSION} of core/labels.py")
     if (model_dir / WEIGHTS).is_file():
-        return Model(model_dir, prototxt, model_dir / WEIGHTS, meta)
+        return Model(model_dir, prototxt, model_dir / WEIGHTS, meta, verified_sha1(model_dir / WEIGHTS, meta, meta_path))
     npz_path = model_dir / WEIGHTS_FP16
     if not npz_path.is_file():
         raise ModelError(model_dir, f"no weights: expected {WEIGHTS} or {WEIGHTS_FP16}")
+    weights_sha1 = verified_sha1(npz_path, meta, meta_path)
     digest = hashlib.sha1(npz_path.read_bytes() + prototxt.read_bytes()).hexdigest()[:16]
     expanded = cache_dir() / "models" / digest / WEIGHTS
     if not expanded.is_file():
@@ -194,8 +211,23 @@ def load_model(model_dir: str | Path) -> Model:
                 for key in sorted(npz.files, key=lambda k: (k.rsplit("#", 1)[0], int(k.rsplit("#", 1)[1]))):
                     layer, _ = key.rsplit("#", 1)
                     weights.setdefault(layer, []).append(npz[key].astype(np.float32))
-        except (OSError, ValueError, IndexError) as err:
-            raise ModelError(npz_path, f"not a valid fp16 weight archive ({err.__class__.__name__})") from None
+        except (OSError, ValueError, IndexError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise ModelError(npz_path, f"not a valid fp16 weight archive ({err.__class__.__name__}: "
+                                       f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None
         write_caffemodel(prototxt, weights, expanded)
         log.info("expanded %s into %s", npz_path, expanded)
-    return Model(model_dir, prototxt, expanded, meta)
+    return Model(model_dir, prototxt, expanded, meta, weights_sha1)
+
+
+def verified_sha1(weights: Path, meta: dict, meta_path: Path) -> str:
+    """SHA-1 of a model's weight file; ModelError when model.json records another one (a corrupt,
+    truncated or replaced file), so a result is never attributed to weights it did not come from."""
+    try:
+        got = hashlib.sha1(weights.read_bytes()).hexdigest()
+    except OSError as err:
+        raise ModelError(weights, f"unreadable ({err.strerror or err.__class__.__name__})") from None
+    want = meta.get("weights_sha1")
+    if want and meta.get("weights", weights.name) == weights.name and got != want:
+        raise ModelError(weights, f"SHA-1 {got} does not match {meta_path.name}'s weights_sha1 {want} "
+                                  "(corrupt, truncated or replaced weight file)")
+    return got
