@@ -171,8 +171,68 @@ def _build(cls, values: dict[str, Any], where: str):
         elif isinstance(default, dict):
             kwargs[name] = {str(k): float(v) for k, v in dict(value).items()}
         else:
-            kwargs[name] = type(default)(value)
+            kwargs[name] = _scalar(default, value, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _scalar(default, value, where: str):
+    """`value` as the type of `default`, or ValueError naming the key (no silent bool("false") or int(2.7))."""
+    kind = type(default)
+    ok = (isinstance(value, bool) if kind is bool else
+          isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+          if kind is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+          isinstance(value, str) if kind is str else True)
+    if not ok:
+        raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return kind(value)
+
+
+# Allowed values, checked when a config loads. Fractions and IoUs lie in [0, 1]; sizes, counts and
+# batch sizes are >= 1; every other number of these sections is >= 0.
+_UNIT_INTERVAL = {"iou.detection_positive", "iou.detection_negative", "iou.landmarks_min", "iou.pose_gender_min",
+                  "test.detection_threshold", "test.visibility_threshold", "test.lnms_iou", "test.nms_iou",
+                  "test.ssd_threshold", "benchmark.eval_iou"}
+_AT_LEAST_ONE = {"input.size", "test.batch_size", "test.lnms_top_k", "test.ssd_max_proposals", "test.max_image_side",
+                 "selective_search.max_side", "selective_search.max_proposals",
+                 "selective_search.max_proposals_quality", "benchmark.fddb_fp_at"}
+_CHOICES = {"selective_search.mode": ("fast", "quality")}
+_CHECKED_SECTIONS = ("iou", "loss_weights", "input", "sampling", "selective_search", "test", "benchmark")
+
+
+def validate_config(cfg: HyperFaceConfig, where: str) -> HyperFaceConfig:
+    """cfg, or ValueError '<file>: <section.key> = <value>: <rule>' for the first value out of range."""
+    import math
+    for section in _CHECKED_SECTIONS:
+        values = getattr(cfg, section)
+        for f in dataclasses.fields(values):
+            key, value = f"{section}.{f.name}", getattr(values, f.name)
+            problem = None
+            if key in _CHOICES:
+                problem = None if value in _CHOICES[key] else f"must be one of {_CHOICES[key]}"
+            elif isinstance(value, bool) or isinstance(value, str):
+                continue
+            elif isinstance(value, tuple):
+                if key == "input.mean_bgr" and len(value) != 3:
+                    problem = "must be 3 numbers (B, G, R)"
+                elif key == "benchmark.yaw_group_edges" and list(value) != sorted(value):
+                    problem = "must be increasing"
+                elif not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+                    problem = "must be finite numbers"
+            elif not math.isfinite(value):
+                problem = "must be a finite number"
+            elif key in _UNIT_INTERVAL:
+                problem = None if 0.0 <= value <= 1.0 else "must lie in [0, 1]"
+            elif key in _AT_LEAST_ONE:
+                problem = None if value >= 1 else "must be >= 1"
+            elif value < 0:
+                problem = "must be >= 0"
+            if problem:
+                raise ValueError(f"{where}: {key} = {value!r} {problem}")
+    if cfg.iou.detection_negative > cfg.iou.detection_positive:
+        raise ValueError(f"{where}: iou.detection_negative = {cfg.iou.detection_negative} must not exceed "
+                         f"iou.detection_positive = {cfg.iou.detection_positive}")
+    return cfg
 
 
 def load_config(path: str | Path | None = None) -> HyperFaceConfig:
@@ -184,4 +244,4 @@ def load_config(path: str | Path | None = None) -> HyperFaceConfig:
         raise FileNotFoundError(f"{path}: config file not found") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
-    return _build(HyperFaceConfig, values, str(path))
+    return validate_config(_build(HyperFaceConfig, values, str(path)), str(path))
