@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from core.errors import HyperFaceError
-from pipeline.cli import RUN_LOG, output_stems
+from pipeline.cli import RUN_LOG, result_names
 from pipeline.cli import main as pipeline_main
 from pipeline.images import list_inputs
 from pipeline.model_store import DEPLOY, META
+from pipeline.run_state import RUN_STATE
 
 log = logging.getLogger("demo")
 DEFAULT_IMAGES = Path(__file__).resolve().parent / "images"
@@ -54,7 +55,7 @@ def clear_if_model_changed(out: Path, key: str) -> None:
     """Remove the previous demo's JSON/PNG/run log in `out` when they came from other weights."""
     marker = out / MARKER
     if marker.is_file() and marker.read_text().strip() != key:
-        stale = [*out.glob("*.json"), *out.glob("*.png"), out / RUN_LOG]
+        stale = [*out.glob("*.json"), *out.glob("*.png"), out / RUN_LOG, out / RUN_STATE]
         log.warning("model changed since the last demo in %s: removing its %d previous outputs", out,
                     sum(p.is_file() for p in stale))
         for p in stale:
@@ -67,9 +68,9 @@ def summary_lines(inputs: list[str], out: Path) -> list[str]:
     """One line per input image: faces found (with the best face's attributes) and its output files."""
     paths = list_inputs(inputs)
     lines = []
-    for path, stem in zip(paths, output_stems(paths)):
+    for path, stem in zip(paths, result_names(out, paths)):
         json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
-        if not json_path.is_file():
+        if stem is None or not json_path.is_file():
             lines.append(f"{path}: skipped (see {out / RUN_LOG})")
             continue
         faces = json.loads(json_path.read_text())["faces"]

@@ -137,7 +137,7 @@ def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, sched
     run_log = cli.RunLog(out / cli.RUN_LOG)
     index = ResultIndex(out)
     index.sync()
-    counts = {"done": 0, "already_done": 0, "skipped": 0}
+    counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0}  # statuses of cli.process_one
     pending = []
     for path, stem in zip(paths, cli.output_stems(paths)):
         json_path = out / f"{stem}.json"

@@ -167,7 +167,7 @@ def test_cli_resume_after_kill_and_bad_inputs(env, tmp_path):
     good = [p.stem for p in AFW_IMAGES] + [k for k, v in expected.items() if v == "CONVERTED"]
     assert sorted(p.stem for p in out.glob("*.json")) == sorted(good)
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(good)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not list(out.glob(".*.tmp"))  # no temp files left
     assert counts["already_done"] == len(first) and counts["done"] == len(good) - len(first)
     assert counts["skipped"] == 3
     for name, mtime in first.items():
