@@ -97,6 +97,8 @@ def build_lmdb(entries: list[tuple[str, ImageRecord, bool]], out_dir: str | Path
     """Write the LMDB pair for `entries` [(set name, record, is_chip)] into `out_dir`; returns the
     manifest (also written to out_dir/manifest.json). is_chip: a face chip (jittered boxes only)."""
     out_dir = Path(out_dir)
+    if not entries:
+        raise DataPrepError(out_dir, "no images to build from: the build would be empty")
     if overwrite and out_dir.exists():
         for name in (lmdb_io.IMAGE_DB, lmdb_io.LABEL_DB, PROGRESS_FILE, MANIFEST_FILE):
             target = out_dir / name
@@ -146,6 +148,9 @@ def build_lmdb(entries: list[tuple[str, ImageRecord, bool]], out_dir: str | Path
         image_keys, label_keys = pair.keys()
         if image_keys != label_keys:
             raise DataPrepError(out_dir, "image and label LMDBs hold different keys")
+        if not image_keys:
+            raise DataPrepError(out_dir, f"the build holds 0 samples: none of the {len(entries)} images gave a "
+                                         "region sample (no usable face or proposal)")
         size = pair.size_bytes()
     finally:
         pair.close()

@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_dir(out: Path) -> None:
+    """DataPrepError when --out is a file or lies under one (before anything is read or built)."""
+    if out.exists() and not out.is_dir():
+        raise DataPrepError(out, "--out is an existing file, not a folder")
+    for parent in out.absolute().parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataPrepError(out, f"--out cannot be created: {parent} is a file, not a folder")
+
+
 def _report(manifest: dict) -> None:
     print(f"samples {manifest['num_samples']} from {manifest['num_images']} images, "
           f"LMDBs {manifest['lmdb_bytes'] / 2**20:.1f} MiB, negatives/positive "
@@ -56,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_out_dir(args.out)
         cfg = load_config(args.config)
         if args.command == "build":
             records = read_dataset(args.dataset, args.root, split=args.split, limit=args.limit, config=cfg)
+            if not records:
+                raise DataPrepError(args.root, f"split {args.split!r} of {args.dataset} has no images"
+                                               f"{f' (--limit {args.limit})' if args.limit is not None else ''}: "
+                                               "nothing to build")
             entries = [(args.dataset, r, args.dataset in CROP_DATASETS) for r in records]
             sources = {args.dataset: {"dataset": args.dataset, "root": str(args.root), "split": args.split,
                                       "limit": args.limit, "images": len(records)}}
@@ -80,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             manifest = build_mix(sets, args.out, cfg, workers=args.workers, overwrite=args.overwrite)
     except (DataPrepError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a disk that fills up or a folder that cannot be written
+        print(f"error: {err.filename or args.out}: {err.strerror or err.__class__.__name__}", file=sys.stderr)
         return 2
     _report(manifest)
     return 0

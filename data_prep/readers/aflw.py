@@ -38,6 +38,16 @@ def _query(con: sqlite3.Connection, path: Path, table: str, sql: str) -> list[tu
         raise DataPrepError(path, f"table {table}: {err}") from None
 
 
+def _number(value, path: Path, table: str, column: str, face_id) -> float:
+    """A table cell as float; DataPrepError naming table, column and face for NULL or non-numbers."""
+    if value is None:
+        raise DataPrepError(path, f"table {table}: NULL {column} for face {face_id}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataPrepError(path, f"table {table}: {column} {value!r} of face {face_id} is not a number") from None
+
+
 def split_file_ids(file_ids: list[str], test_count: int, seed: int) -> tuple[list[str], list[str]]:
     """(train, test) file ids: `test_count` drawn with numpy's default_rng(seed) from the sorted ids."""
     ids = sorted(file_ids)
@@ -79,7 +89,8 @@ def read_aflw(sqlite_path: str | Path, image_dir: str | Path | None = None, spli
             if not 1 <= int(feature_id) <= NUM_POINTS:
                 raise DataPrepError(sqlite_path, f"table FeatureCoords: face {face_id} has feature_id {feature_id} "
                                                  f"outside 1..{NUM_POINTS}")
-            coords[face_id][int(feature_id) - 1] = (x, y)
+            coords[face_id][int(feature_id) - 1] = tuple(np.nan if v is None else _number(v, sqlite_path,
+                                                         "FeatureCoords", c, face_id) for v, c in ((x, "x"), (y, "y")))
     finally:
         con.close()
 
@@ -90,7 +101,7 @@ def read_aflw(sqlite_path: str | Path, image_dir: str | Path | None = None, spli
             raise DataPrepError(sqlite_path, f"table FaceImages: no row for file_id {file_id} of face {face_id}")
         if face_id not in rects:
             raise DataPrepError(sqlite_path, f"table FaceRect: no row for face {face_id}")
-        x, y, w, h = (float(v) for v in rects[face_id])
+        x, y, w, h = (_number(v, sqlite_path, "FaceRect", c, face_id) for v, c in zip(rects[face_id], "xywh"))
         landmarks = np.full((NUM_POINTS, 2), np.nan)
         for k, (px, py) in coords.get(face_id, {}).items():
             landmarks[k] = (px, py)
@@ -99,7 +110,8 @@ def read_aflw(sqlite_path: str | Path, image_dir: str | Path | None = None, spli
         if any(v is None or not np.isfinite(float(v)) for v in (x, y, w, h)):
             raise DataPrepError(sqlite_path, f"table FaceRect: NaN box for face {face_id}")
         pose = poses.get(face_id)
-        pose_deg = np.degrees(np.array([np.nan if v is None else float(v) for v in pose])) if pose else np.full(3, np.nan)
+        pose_deg = np.degrees(np.array([np.nan if v is None else _number(v, sqlite_path, "FacePose", c, face_id)
+                                        for v, c in zip(pose, ("roll", "pitch", "yaw"))])) if pose else np.full(3, np.nan)
         sex = sexes.get(face_id)
         by_file[file_id].append(FaceRecord(
             box=[x, y, x + w, y + h], landmarks=landmarks, pose_deg=pose_deg,
@@ -112,6 +124,11 @@ def read_aflw(sqlite_path: str | Path, image_dir: str | Path | None = None, spli
     chosen = {"train": train_ids, "test": test_ids, "all": sorted(by_file)}.get(split)
     if chosen is None:
         raise DataPrepError(sqlite_path, f"unknown split {split!r} (train, test or all)")
+    if not chosen:
+        raise DataPrepError(sqlite_path, f"split {split!r} has no images: the database has {len(by_file)} images "
+                                         f"with faces and sampling.aflw_test_images = {cfg.sampling.aflw_test_images} "
+                                         "of them are held out for testing; lower it in a --config YAML or use "
+                                         "--split all")
 
     records, missing = [], 0
     for file_id in chosen:

@@ -18,14 +18,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from core.aflw21 import NUM_POINTS
 from core.config import HyperFaceConfig, load_config
 from core.records import FaceRecord, ImageRecord
 from core.splits import select_split
 from data_prep.errors import DataPrepError
-from data_prep.readers.common import apply_limit
+from data_prep.readers.common import apply_limit, numeric_columns, read_csv_checked
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,14 @@ def read_aflw_crops(root: str | Path, split: str = "train", limit: int | None = 
     csv_path = root / "annotations.csv"
     if not csv_path.is_file():
         raise DataPrepError(csv_path, "annotations file not found")
-    frame = pd.read_csv(csv_path)
+    frame = read_csv_checked(csv_path)
     expected = ["image", "yaw_deg"] + [f"{a}{k}" for k in range(1, NUM_POINTS + 1) for a in "xy"]
     if list(frame.columns) != expected:
         raise DataPrepError(csv_path, "unexpected columns (want image,yaw_deg,x1,y1,...,x21,y21)")
-    pts = frame.iloc[:, 2:].to_numpy(dtype=np.float64).reshape(-1, NUM_POINTS, 2)
+    if frame.empty:
+        raise DataPrepError(csv_path, "has a header but no rows")
+    values = numeric_columns(frame, expected[1:], csv_path)
+    pts = values[:, 1:].reshape(-1, NUM_POINTS, 2)
     bad_nan = np.isnan(pts).any(axis=(1, 2))
     if bad_nan.any():
         row = int(np.argmax(bad_nan))
@@ -64,7 +66,7 @@ def read_aflw_crops(root: str | Path, split: str = "train", limit: int | None = 
     for i in np.flatnonzero(~bad & in_split):
         landmarks = pts[i].copy()
         landmarks[invisible[i]] = np.nan
-        yaw = float(frame["yaw_deg"][i])
+        yaw = float(values[i, 0])
         face = FaceRecord(box=[0, 0, CROP_SIZE, CROP_SIZE], landmarks=landmarks, pose_deg=[np.nan, np.nan, yaw],
                           face_id=Path(frame["image"][i]).stem)
         records.append(ImageRecord(path=root / frame["image"][i], faces=[face], width=CROP_SIZE, height=CROP_SIZE,

@@ -30,6 +30,30 @@ def check_finite(values: np.ndarray, path: str | Path, what: str) -> np.ndarray:
     return values
 
 
+def read_csv_checked(path: Path, **kwargs):
+    """pandas.read_csv, with an empty or malformed file reported as DataPrepError naming it."""
+    import pandas as pd
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataPrepError(path, "empty file (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise DataPrepError(path, f"not a readable CSV file ({str(err).splitlines()[0][:120]})") from None
+
+
+def numeric_columns(frame, columns: list[str], path: Path) -> np.ndarray:
+    """frame[columns] as a float64 array; DataPrepError naming the row (file line) and column of the
+    first value that is not a number."""
+    import pandas as pd
+    block = frame[columns]
+    converted = block.apply(pd.to_numeric, errors="coerce")
+    bad = converted.isna().to_numpy() & block.notna().to_numpy()
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise DataPrepError(path, f"line {row + 2}, column {columns[col]}: {block.iat[row, col]!r} is not a number")
+    return converted.to_numpy(dtype=np.float64)
+
+
 def apply_limit(records: list, limit: int | None) -> list:
     """The first `limit` records (all when limit is None or <= 0)."""
     return records if not limit or limit <= 0 else records[:limit]

@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from core.config import HyperFaceConfig, load_config
 from core.records import FaceRecord, ImageRecord
 from core.splits import select_split
 from data_prep.errors import DataPrepError
-from data_prep.readers.common import apply_limit
+from data_prep.readers.common import apply_limit, read_csv_checked
 
 CHIP_SIZE = 128
 FACE_FRACTION = 0.8  # the face box covers the central 80 % of the chip
@@ -29,7 +28,7 @@ def read_utkface(root: str | Path, split: str = "train", limit: int | None = Non
     csv_path = root / "labels.csv"
     if not csv_path.is_file():
         raise DataPrepError(csv_path, "labels file not found")
-    frame = pd.read_csv(csv_path, dtype={"image": str, "gender": str})
+    frame = read_csv_checked(csv_path, dtype={"image": str, "gender": str})
     if not {"image", "gender"} <= set(frame.columns):
         raise DataPrepError(csv_path, "missing column image or gender")
     margin = CHIP_SIZE * (1 - FACE_FRACTION) / 2
