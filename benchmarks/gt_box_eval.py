@@ -84,7 +84,11 @@ def load_heldout(data_root: str | Path, sets: Sequence[str] = SETS, config: Hype
         elif name == "utkface":
             recs = read_dataset("utkface", root / "utkface", split="test", config=cfg)
         elif name == "aflw2000":
-            recs = read_dataset("aflw2000", root / "aflw2000_sample")
+            left_out: list = []
+            recs = read_dataset("aflw2000", root / "aflw2000_sample", skipped=left_out)
+            if left_out:
+                log.warning("aflw2000: skipped %d file(s): %s", len(left_out),
+                            "; ".join(f"{Path(p).name}: {r}" for p, r in left_out))
         elif name == "afw":
             recs = load_afw(root / "afw_sample")
         elif name == "wider_val":

@@ -31,17 +31,19 @@ DATASETS = ("afw", "pascal", "fddb", "wider-heldout", "aflw", "aflw2000", "ibug"
 
 
 # ----------------------------------------------------------------------------- ground truth
-def load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig, limit: int | None = None):
+def load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig, limit: int | None = None,
+                      skipped: list | None = None):
     """(gt object, [(image_id, image path)] to run detection on) for a dataset name; with `limit`,
-    only the first `limit` images (loader order) of both."""
-    gt, images = _load_ground_truth(dataset, data_dir, cfg)
+    only the first `limit` images (loader order) of both. skipped: a list that collects (path,
+    reason) of annotation files left out (AFLW2000-3D's 23-point files), for the report."""
+    gt, images = _load_ground_truth(dataset, data_dir, cfg, skipped)
     if limit is None:
         return gt, images
     gt = (gt[0][:limit], gt[1]) if dataset == "pascal" else gt[:limit]
     return gt, images[:limit]
 
 
-def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig):
+def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig, skipped: list | None = None):
     if dataset == "afw":
         recs = afw.load_afw(data_dir)
         return recs, [(r.image_id, r.path) for r in recs]
@@ -59,7 +61,8 @@ def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig)
     if dataset in ("aflw", "aflw2000"):
         # data_prep's readers: the faces and face boxes training sees (aflw: the crop, test split only)
         from data_prep.readers import read_dataset
-        recs = read_dataset("aflw_crops" if dataset == "aflw" else "aflw2000", data_dir, split="test", config=cfg)
+        recs = read_dataset("aflw_crops" if dataset == "aflw" else "aflw2000", data_dir, split="test", config=cfg,
+                            skipped=skipped)
         if dataset == "aflw":
             b = cfg.benchmark
             yaws = np.array([r.faces[0].pose_deg[2] for r in recs])
@@ -73,6 +76,13 @@ def _load_ground_truth(dataset: str, data_dir: str | Path, cfg: HyperFaceConfig)
                    else {"celeba": gender.load_celeba, "lfwa": gender.load_lfwa}[dataset](data_dir))
         return samples, [(s.image_id, s.path) for s in samples]
     raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
+
+
+def skipped_note(skipped: list) -> str:
+    """One report line: how many annotation files were left out, and which, with the reason."""
+    shown = "; ".join(f"{Path(p).name}: {reason}" for p, reason in skipped[:10])
+    more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return f"Skipped {len(skipped)} annotation file(s) that do not fit the protocol: {shown}{more}."
 
 
 # ----------------------------------------------------------------------------- scorers
@@ -214,7 +224,9 @@ def score_runs(dataset: str, data_dir: str | Path, runs: Mapping[str, str | Path
     out_dir/report.md. With `limit`, only the first `limit` images are scored. Returns label -> metrics."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    gt, _ = load_ground_truth(dataset, data_dir, cfg, limit)
+    skipped: list = []
+    gt, _ = load_ground_truth(dataset, data_dir, cfg, limit, skipped)
+    notes = [skipped_note(skipped)] if skipped else []
     scored = {}
     for label, rdir in runs.items():
         prefix = "" if len(runs) == 1 else f"{label}-"
@@ -234,5 +246,5 @@ def score_runs(dataset: str, data_dir: str | Path, runs: Mapping[str, str | Path
             figures.append(plots.plot_ced(curves, png, f"{dataset.upper()} CED {key[4:]}", xlabel))
     write_report(out_dir / "report.md", f"HyperFace benchmark: {dataset.upper()}", {k: str(v) for k, v in runs.items()},
                  {"data": str(data_dir), **(settings or {}), **{f"benchmark.{k}": v for k, v in vars(cfg.benchmark).items()}},
-                 {"Results": {lbl: s["metrics"] for lbl, s in scored.items()}}, figures)
+                 {"Results": {lbl: s["metrics"] for lbl, s in scored.items()}}, figures, notes)
     return {lbl: s["metrics"] for lbl, s in scored.items()}

@@ -11,9 +11,10 @@ from data_prep.readers.wider import read_wider
 CROP_DATASETS = frozenset({"aflw_crops", "utkface"})
 
 
-def read_dataset(name: str, root, split: str = "train", limit: int | None = None, config=None):
+def read_dataset(name: str, root, split: str = "train", limit: int | None = None, config=None, skipped=None):
     """Records of dataset `name` (aflw, 300w, aflw2000, aflw_crops, wider, utkface, face_free) under `root`.
-    For aflw, `root` is the aflw.sqlite file or the folder holding it."""
+    For aflw, `root` is the aflw.sqlite file or the folder holding it. skipped: a list that collects
+    (path, reason) of files left out instead of failing (aflw2000's 23-point files; benchmarks)."""
     from pathlib import Path
     from data_prep.errors import DataPrepError
     if name == "aflw":
@@ -23,7 +24,7 @@ def read_dataset(name: str, root, split: str = "train", limit: int | None = None
     if name in ("300w", "helen"):
         return read_300w(root, split=split, limit=limit)
     if name == "aflw2000":
-        return read_aflw2000(root, split=split, limit=limit)
+        return read_aflw2000(root, split=split, limit=limit, skipped=skipped)
     if name == "aflw_crops":
         return read_aflw_crops(root, split=split, limit=limit, config=config)
     if name == "wider":

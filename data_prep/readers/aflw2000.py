@@ -7,6 +7,7 @@ The face box is the tight box of the visible points (AFLW2000-3D has no face rec
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,16 @@ from core.records import FaceRecord, ImageRecord
 from data_prep.errors import DataPrepError
 from data_prep.readers.common import apply_limit, check_finite, image_size
 
+log = logging.getLogger(__name__)
 
-def read_aflw2000(root: str | Path, split: str = "test", limit: int | None = None) -> list[ImageRecord]:
-    """ImageRecords of every `.mat` in `root` (AFLW2000-3D is a test set; `split` is not used)."""
+
+def read_aflw2000(root: str | Path, split: str = "test", limit: int | None = None,
+                  skipped: list | None = None) -> list[ImageRecord]:
+    """ImageRecords of every `.mat` in `root` (AFLW2000-3D is a test set; `split` is not used).
+
+    A file whose pt2d is not (2, 21) (3 of the 2,000 AFLW2000-3D files hold 23 points) is an error
+    naming it, unless `skipped` is a list: then it is left out, (path, reason) is appended to
+    `skipped` and a warning logged (the benchmarks count them in their reports)."""
     root = Path(root)
     mats = sorted(root.glob("*.mat"))
     if not mats:
@@ -36,7 +44,12 @@ def read_aflw2000(root: str | Path, split: str = "test", limit: int | None = Non
                 raise DataPrepError(mat_path, f"missing variable {key}")
         pt2d = check_finite(mat["pt2d"], mat_path, "pt2d coordinates")
         if pt2d.shape != (2, NUM_POINTS):
-            raise DataPrepError(mat_path, f"pt2d has shape {pt2d.shape}, expected (2, {NUM_POINTS})")
+            reason = f"pt2d has shape {pt2d.shape}, expected (2, {NUM_POINTS})"
+            if skipped is None:
+                raise DataPrepError(mat_path, reason)
+            log.warning("%s: %s; skipped", mat_path, reason)
+            skipped.append((mat_path, reason))
+            continue
         points = pt2d.T.copy()
         invisible = (points < 0).any(axis=1) | ((points[:, 0] == -1) & (points[:, 1] == 452))
         points[invisible] = np.nan
