@@ -4,6 +4,7 @@
   python -m benchmarks score <dataset> --data DIR --results DIR [--results DIR ...] [--label NAME ...] --out DIR
   python -m benchmarks ablation --data AFW_DIR --model DIR --out DIR
   python -m benchmarks proposals [--out DIR] [--model DIR] [--limit N]   proposal recall (benchmarks/proposals.py)
+  python -m benchmarks baselines [--set NAME[=DIR]] [--methods haar mtcnn] [--model DIR] [--out DIR]   MTCNN/Haar side by side (benchmarks/baselines.py)
 Datasets: afw pascal fddb aflw aflw2000 ibug celeba lfwa utkface.
 """
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.proposals import main as proposals_main
 
         return proposals_main(argv[1:])
+    if argv[:1] == ["baselines"]:  # MTCNN and Haar side by side: its own options (benchmarks/baselines.py)
+        from benchmarks.baselines import main as baselines_main
+
+        return baselines_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
