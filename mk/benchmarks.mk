@@ -15,7 +15,7 @@ MODEL ?= models/hyperface
 BENCH_OUT ?= runs/bench
 BENCH_ARGS ?=
 
-.PHONY: bench-afw bench-pascal bench-fddb bench-aflw bench-aflw2000 bench-ibug bench-celeba bench-utkface bench-ablation
+.PHONY: bench-afw bench-pascal bench-fddb bench-aflw bench-aflw2000 bench-ibug bench-celeba bench-utkface bench-ablation bench-baselines
 
 bench-afw: setup
 	$(PY) -m benchmarks afw --data $(AFW_DIR) --model $(MODEL) --out $(BENCH_OUT)/afw $(BENCH_ARGS)
@@ -43,3 +43,14 @@ bench-utkface: setup
 
 bench-ablation: setup
 	$(PY) -m benchmarks ablation --data $(AFW_DIR) --model $(MODEL) --out $(BENCH_OUT)/ablation
+
+# Side by side with MTCNN (PyPI faceie, the optional extra requirements-baselines.txt, installed here into
+# .venv, never by make setup) and OpenCV's Haar cascade on the held-out WIDER photos and afw_sample; resumable.
+#   make bench-baselines [BASELINES_MODEL=models/hyperface]   (with a model: HyperFace too, same images)
+WIDER_DIR ?= $(DATA)/wider_train
+BASELINES_MODEL ?=
+BASELINES_ARGS ?=
+bench-baselines: setup
+	$(PY) -m pip install -q -r requirements-baselines.txt
+	$(PY) -m benchmarks baselines --set wider-heldout=$(WIDER_DIR) --set afw=$(AFW_DIR) --out $(BENCH_OUT)/baselines \
+	  $(if $(BASELINES_MODEL),--model $(BASELINES_MODEL)) $(BASELINES_ARGS)
