@@ -10,6 +10,7 @@ config or --out: one line on stderr)."""
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -169,7 +170,10 @@ def process_one(path: Path, stem: str, out: Path, detector: HyperFace, cfg, run_
         if loaded.notes:
             run_log.add("CONVERTED", path, "; ".join(loaded.notes))
         faces = scale_faces(detector.detect(loaded.image), 1.0 / loaded.scale)
-        overlay = draw_faces(read_image(path, sys.maxsize).image if loaded.scale != 1.0 else loaded.image, faces)
+        # the overlay at full size, except for photos over twice max_image_side: those at that side (read
+        # reduced), so a 20000 x 20000 input never exists as a full bitmap (issue 12 memory target)
+        shown = read_image(path, 2 * cfg.test.max_image_side) if loaded.scale != 1.0 else loaded
+        overlay = draw_faces(shown.image, scale_faces(copy.deepcopy(faces), shown.scale) if shown.scale != 1.0 else faces)
         ok, png = cv2.imencode(".png", overlay)
         if not ok:
             raise PipelineError(png_path, "PNG encoding failed")
