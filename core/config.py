@@ -138,6 +138,10 @@ class TrainingConfig:
     iterations: int = 4000             # iterations of one piece (about 1 h 15 on 2 cores)
     snapshot_every: int = 250
     val_every: int = 500               # held-out validation (training/validation.py) every this many iterations
+    val_wider_photos: int = 150        # validation photos: WIDER train-heldout (all 150), HELEN testset, afw_sample
+    val_helen_photos: int = 330
+    val_landmark_crops: int = 300      # aflw_crops test split crops scored for NME / visibility / yaw
+    val_gender_crops: int = 300        # UTKFace test split chips scored for gender
     seed: int = 0
 
 

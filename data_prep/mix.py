@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import REPO_ROOT, HyperFaceConfig
+from core.config import DATA_ROOT, HyperFaceConfig
 from data_prep.build import build_lmdb
 from data_prep.errors import DataPrepError
 from data_prep.readers import CROP_DATASETS, read_dataset
 
 log = logging.getLogger(__name__)
 
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = DATA_ROOT
 # Dataset kind and folder (under the shared data folder) of each set name `--mix` accepts.
 DEFAULT_SETS = {
     "helen": ("300w", "helen"),

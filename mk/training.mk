@@ -8,7 +8,8 @@
 #     iterations, export with the training record of every piece appended to model.json.
 #   make mine-negatives MODEL=dir POOL=pool.jsonl ROUND=n [MINE_THRESHOLD=0.5] [MINE_PHOTOS=N]
 #     one resumable round of hard-negative mining (training/mining.py) for the next piece's MINED.
-#   make train-hyperface-scratch [TRAIN_OUT=...] [TRAIN_MIX=set=N,...] [RCNN_ITERS=N] [HYPERFACE_ITERS=N]
+#   make train-hyperface-scratch [SCRATCH_OUT=...] [TRAIN_MIX=set=N,...] [RCNN_ITERS=N] [HYPERFACE_ITERS=N]
+#        [TRAIN_BATCH=N] [SNAPSHOT_EVERY=N] [SCRATCH_EXPORT=dir]
 #     the from-scratch chain: data_prep mix LMDB -> R-CNN Face -> net surgery -> HyperFace -> export.
 INIT_MODEL ?= $(ROOT)/models/hyperface
 TRAIN_OUT ?= $(HOME)/.cache/hyperface/runs/hyperface
@@ -17,18 +18,23 @@ LR ?=
 MINED ?=
 CONFIG ?=
 EXPORT ?= $(TRAIN_OUT)/model
+VAL_AFW ?= $(DATA)/afw_sample
 MINE_THRESHOLD ?= 0.5
 MINE_PHOTOS ?=
 TRAIN_MIX ?= aflw_crops=2500,wider=300,helen=400,utkface=1000
 RCNN_ITERS ?= 1000
 HYPERFACE_ITERS ?= 2100
-# DATA (dataset root) comes from mk/data_prep.mk.
+TRAIN_BATCH ?=
+SNAPSHOT_EVERY ?=
+SCRATCH_OUT ?= $(HOME)/.cache/hyperface/runs/scratch
+SCRATCH_EXPORT ?= $(SCRATCH_OUT)/model
+# DATA (dataset root) comes from the top-level Makefile.
 
 .PHONY: train-hyperface mine-negatives train-hyperface-scratch
 
 train-hyperface: setup
 	$(PY) -m training piece --out $(TRAIN_OUT) --init $(INIT_MODEL) --data-root $(DATA) --export $(EXPORT) \
-	  --afw $(DATA)/afw_sample $(if $(ITERS),--iters $(ITERS)) $(if $(LR),--lr $(LR)) \
+	  $(if $(VAL_AFW),--afw $(VAL_AFW)) $(if $(ITERS),--iters $(ITERS)) $(if $(LR),--lr $(LR)) \
 	  $(if $(MINED),--mined $(MINED)) $(if $(CONFIG),--config $(CONFIG))
 
 mine-negatives: setup
@@ -36,5 +42,7 @@ mine-negatives: setup
 	  --data-root $(DATA) $(if $(MINE_PHOTOS),--photos-per-set $(MINE_PHOTOS)) $(if $(CONFIG),--config $(CONFIG))
 
 train-hyperface-scratch: setup
-	$(PY) -m training chain --out $(TRAIN_OUT)-scratch --mix $(TRAIN_MIX) --data-root $(DATA) \
-	  --rcnn-iters $(RCNN_ITERS) --hyperface-iters $(HYPERFACE_ITERS) --export $(EXPORT)-scratch
+	$(PY) -m training chain --out $(SCRATCH_OUT) --mix $(TRAIN_MIX) --data-root $(DATA) \
+	  --rcnn-iters $(RCNN_ITERS) --hyperface-iters $(HYPERFACE_ITERS) --export $(SCRATCH_EXPORT) \
+	  $(if $(TRAIN_BATCH),--batch $(TRAIN_BATCH)) $(if $(SNAPSHOT_EVERY),--snapshot-every $(SNAPSHOT_EVERY)) \
+	  $(if $(CONFIG),--config $(CONFIG))

@@ -178,12 +178,13 @@ def test_flip_twice_is_identity_and_swaps_points(tmp_path):
     np.testing.assert_array_equal(flip_label(flip_label(label)), label)
 
 
-def test_crop_region_pads_with_mean():
+def test_crop_region_repeats_the_edge_outside_the_image():
     image = np.zeros((100, 100, 3), np.uint8)
     image[:, :] = (10, 20, 30)
+    image[:, 0] = (90, 80, 70)                                           # the left edge column
     crop = crop_region(image, np.array([-100, 0, 100, 200]), CFG.input)   # left half outside the image
     assert crop.shape == (CFG.input.size, CFG.input.size, 3)
-    np.testing.assert_array_equal(crop[5, 5], np.round(CFG.input.mean_bgr))
+    np.testing.assert_array_equal(crop[5, 5], (90, 80, 70))              # replicated edge, not the mean colour
     np.testing.assert_array_equal(crop[50, 200], (10, 20, 30))
 
 

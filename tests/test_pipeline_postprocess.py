@@ -176,11 +176,11 @@ def test_ssd_rows_to_boxes():
     np.testing.assert_allclose(ssd_boxes(det, 200, 100, TEST), [[20, 20, 100, 60], [0, 50, 40, 100]])
 
 
-def test_make_batch_subtracts_mean_and_pads_with_it():
+def test_make_batch_subtracts_mean_and_replicates_edges():
     size, mean = load_config().input.size, load_config().input.mean_bgr
     img = np.full((50, 60, 3), 200, np.uint8)
     x = make_batch(img, np.array([[-50, 0, 50, 50], [0, 0, 60, 50.0]]), size, mean)
     assert x.shape == (2, 3, size, size) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0, :, 10, 5], [0, 0, 0])                       # outside: mean -> 0
+    np.testing.assert_allclose(x[0, :, 10, 5], 200 - np.array(mean))           # outside: the replicated edge
     np.testing.assert_allclose(x[0, :, 10, size - 5], 200 - np.array(mean))     # inside the image
     np.testing.assert_allclose(x[1], np.broadcast_to((200 - np.array(mean))[:, None, None], (3, size, size)))

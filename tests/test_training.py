@@ -29,13 +29,13 @@ def test_loss_log_truncates_on_resume(tmp_path):
 
 
 def _make(repo_root, out, hyperface_iters, caffe_env):
-    cmd = ["make", "-s", "train-hyperface", f"TRAIN_OUT={out}", "TRAIN_MIX=aflw_crops=4,wider=2,helen=2,utkface=4",
+    cmd = ["make", "-s", "train-hyperface-scratch", f"SCRATCH_OUT={out}", "TRAIN_MIX=aflw_crops=4,wider=2,helen=2,utkface=4",
            "RCNN_ITERS=2", f"HYPERFACE_ITERS={hyperface_iters}", "TRAIN_BATCH=4", "SNAPSHOT_EVERY=2",
-           f"EXPORT={out}/model"]
+           f"SCRATCH_EXPORT={out}/model"]
     return subprocess.run(cmd, cwd=repo_root, env=caffe_env, capture_output=True, text=True, timeout=600)
 
 
-def test_make_train_hyperface_tiny_end_to_end_and_resume(repo_root, tmp_path, caffe_env):
+def test_make_train_hyperface_scratch_tiny_end_to_end_and_resume(repo_root, tmp_path, caffe_env):
     out = tmp_path / "run"
     first = _make(repo_root, out, 2, caffe_env)
     assert first.returncode == 0, first.stderr[-3000:]

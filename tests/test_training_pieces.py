@@ -87,3 +87,37 @@ def test_mining_round_keeps_exactly_the_scored_false_positives(tmp_path):
     # a rerun of the same round skips every finished photo and adds nothing
     again = mine_round(records, model_scorer(MODEL, cfg), cfg, spec, progress=False)
     assert again["kept"] == len(got) and len((tmp_path / "pool.jsonl").read_text().splitlines()) == len(got)
+
+
+def test_make_train_hyperface_piece_from_model_resumes_and_records(repo_root, tmp_path, caffe_env):
+    """`make train-hyperface` = one piece from a model folder: resumable, validated, and its export
+    appends this piece to the training record of the model it started from."""
+    import subprocess
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text("training:\n  batch_size: 4\n  snapshot_every: 2\n  val_every: 2\n  val_wider_photos: 2\n"
+                        "  val_helen_photos: 2\n  val_landmark_crops: 4\n  val_gender_crops: 4\n")
+    out = tmp_path / "piece"
+
+    def make(iters):
+        cmd = ["make", "-s", "train-hyperface", f"INIT_MODEL={MODEL}", f"TRAIN_OUT={out}", f"ITERS={iters}",
+               "LR=0.0001", f"CONFIG={cfg_path}", "VAL_AFW=", f"EXPORT={out}/model"]
+        return subprocess.run(cmd, cwd=repo_root, env=caffe_env, capture_output=True, text=True, timeout=600)
+
+    first = make(2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = make(4)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stderr and "hyperface_iter_2.solverstate" in second.stderr
+    rows = _read_csv(out / "hyperface" / "losses.csv")
+    assert [int(r["iter"]) for r in rows] == [1, 2, 3, 4]
+    val = _read_csv(out / "validation.csv")
+    assert [int(r["iteration"]) for r in val] == [2, 4]
+    assert all(0.0 <= float(r["region_ap"]) <= 1.0 for r in val)
+    meta = json.loads((out / "model" / "model.json").read_text())["meta"]
+    before = json.loads((MODEL / "model.json").read_text())["meta"]
+    n_before = len(before["pieces"]) if "pieces" in before else 1
+    assert len(meta["pieces"]) == n_before + 1
+    last = meta["pieces"][-1]
+    assert last["iterations"] == 4 and last["base_lr"] == 0.0001 and last["batch_size"] == 4
+    assert [int(v["iteration"]) for v in last["validation"]] == [2, 4]
+    assert last["pools"]["faces"]["utkface"] == 2500

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from core.config import DATA_ROOT as SHARED_DATA
+from core.errors import HyperFaceError
 from training.chain import ChainSpec, run_chain
-from training.stage import StageSpec, TrainingError, run_stage
-from prototxt.net_surgery import SurgeryError
+from training.stage import StageSpec, run_stage
 
 
 def main(argv=None) -> int:
@@ -19,7 +19,8 @@ def main(argv=None) -> int:
     chain = sub.add_parser("chain", help="data_prep mix -> R-CNN Face -> surgery -> HyperFace -> export")
     chain.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
     chain.add_argument("--mix", default="aflw_crops=4000,wider=600,helen=870,utkface=1500")
-    chain.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    chain.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    chain.add_argument("--config", type=Path, default=None, help="config YAML passed to data_prep (labels, sampling)")
     chain.add_argument("--lmdb", type=Path, default=None, help="existing LMDB folder (skips data_prep)")
     chain.add_argument("--rcnn-iters", type=int, default=2000)
     chain.add_argument("--hyperface-iters", type=int, default=4000)
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
                                 rcnn_iters=args.rcnn_iters, hyperface_iters=args.hyperface_iters,
                                 batch_size=args.batch, rcnn_lr=args.rcnn_lr, hyperface_lr=args.hyperface_lr,
                                 snapshot_every=args.snapshot_every, alexnet_weights=args.alexnet,
-                                export_dir=args.export, lmdb_dir=args.lmdb, workers=args.workers))
+                                export_dir=args.export, lmdb_dir=args.lmdb, workers=args.workers,
+                                config=args.config))
         elif args.command == "piece":
             from core.config import load_config
             from training.piece import PieceSpec, check_spec, run_piece
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
             run_stage(StageSpec(args.model, args.lmdb, args.out, args.iters, args.batch, args.lr,
                                 args.snapshot_every, args.init,
                                 tuple(args.init_layers) if args.init_layers else None))
-    except (TrainingError, SurgeryError) as err:
+    except HyperFaceError as err:  # TrainingError, SurgeryError, data_prep and model errors: one line
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

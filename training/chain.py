@@ -41,6 +41,7 @@ class ChainSpec:
     export_dir: Path | None = None        # model directory to write at the end
     lmdb_dir: Path | None = None          # use existing LMDBs instead of building the mix
     workers: int = 2
+    config: Path | None = None            # config YAML for data_prep (None: config/hyperface.yaml)
 
 
 def build_lmdb(spec: ChainSpec) -> Path:
@@ -49,7 +50,7 @@ def build_lmdb(spec: ChainSpec) -> Path:
         return spec.lmdb_dir
     lmdb_dir = spec.out_dir / "lmdb"
     cmd = [sys.executable, "-m", "data_prep", "mix", "--out", str(lmdb_dir), "--data-root", str(spec.data_root),
-           "--mix", spec.mix, "--workers", str(spec.workers)]
+           "--mix", spec.mix, "--workers", str(spec.workers)] + (["--config", str(spec.config)] if spec.config else [])
     log.info("data_prep: %s", " ".join(cmd))
     if subprocess.call(cmd) != 0:
         raise TrainingError(f"{lmdb_dir}: data_prep mix failed (see its message above)")
@@ -87,7 +88,7 @@ def run_chain(spec: ChainSpec) -> Path:
                                     init_layers=tuple(ALEXNET_CONV_LAYERS)))
 
     if spec.export_dir is not None:
-        from pipeline.model_store import export_model
+        from core.model_store import export_model
         manifest = lmdb_dir / "manifest.json"
         meta = {
             "trained_here": "on the sets below with this project's chain, not the paper's AFLW split and schedule",

@@ -79,7 +79,7 @@ def run_piece(spec: PieceSpec, cfg: HyperFaceConfig, progress: bool = True) -> P
 
 
 def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, history: list[dict], pools: dict) -> Path:
-    from pipeline.model_store import export_model
+    from core.model_store import export_model
     pieces = previous_pieces(spec.init)
     pieces.append({
         "piece": len(pieces),

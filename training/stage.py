@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import REPO_ROOT
+from core.errors import HyperFaceError
 from prototxt.netspec_utils import read_net, solver_for, with_data_sources, with_python_data
 from training.loss_log import LossLog, plot_log, truncate_log
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _SNAPSHOT_RE = re.compile(r"_iter_(\d+)\.solverstate$")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(HyperFaceError, RuntimeError):
     """A stage that cannot start or go on; the message names the file at fault."""
 
 
@@ -103,7 +104,7 @@ def resolve_init_weights(path: Path) -> Path:
     """A caffemodel path, or a model directory (models/hyperface: its fp16 weights expanded)."""
     path = Path(path)
     if path.is_dir():
-        from pipeline.model_store import load_model
+        from core.model_store import load_model
         return load_model(path).caffemodel
     if not path.exists():
         raise TrainingError(f"{path}: initial weights not found")
@@ -125,7 +126,7 @@ def copy_initial_weights(net, caffemodel: Path, layers: tuple[str, ...] | None) 
     layers it did not copy (deploy prototxts carry no fillers), and those must keep the train net's
     fillers instead.
     """
-    from pipeline.model_store import read_caffemodel
+    from core.model_store import read_caffemodel
 
     weights = read_caffemodel(caffemodel)
     names = list(weights) if layers is None else list(layers)

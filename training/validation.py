@@ -50,8 +50,9 @@ class ValidationSet:
 
 
 def _face_records(data_root: Path, cfg: HyperFaceConfig, afw_dir: Path | None):
-    out = list(read_dataset("wider", data_root / "wider_train", split="train-heldout", config=cfg))
-    out += read_dataset("300w", data_root / "helen", split="test")
+    tc = cfg.training
+    out = list(read_dataset("wider", data_root / "wider_train", split="train-heldout", config=cfg))[:tc.val_wider_photos]
+    out += read_dataset("300w", data_root / "helen", split="test")[:tc.val_helen_photos]
     if afw_dir is not None and Path(afw_dir).is_dir():
         from benchmarks.datasets.afw import load_afw
         out += load_afw(afw_dir)
@@ -59,9 +60,9 @@ def _face_records(data_root: Path, cfg: HyperFaceConfig, afw_dir: Path | None):
 
 
 def build_validation_set(data_root: Path, cfg: HyperFaceConfig, afw_dir: Path | None = None,
-                         n_landmarks: int = 300, n_gender: int = 300, ss_negatives: int = 8,
-                         seed: int = 1) -> ValidationSet:
+                         ss_negatives: int = 8, seed: int = 1) -> ValidationSet:
     rng = np.random.default_rng(seed)
+    n_landmarks, n_gender = cfg.training.val_landmark_crops, cfg.training.val_gender_crops
     size, mean = cfg.input.size, cfg.input.mean_bgr
     min_side = cfg.benchmark.face_eval_min_gt_side
     crops, is_face, task, lmk, vis, yaw, male = [], [], [], [], [], [], []
