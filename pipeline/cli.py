@@ -282,7 +282,7 @@ def main(argv=None) -> int:
             from pipeline.dask_runner import run_dask  # noqa: PLC0415
             counts = run_dask(args.inputs, args.model, args.out, args.scheduler, args.workers, args.backend,
                               args.proposals, args.post, args.irp, args.config, args.ssd_model, args.chunk_size,
-                              args.task_threads)
+                              args.task_threads, force=args.force)
         else:
             counts = run(args.inputs, args.model, args.out, args.backend, args.proposals, args.post, args.irp,
                          args.config, args.ssd_model, force=args.force)

@@ -1,9 +1,12 @@
 """Folder runs on a Dask distributed cluster: `python -m pipeline run FOLDER --out OUT --scheduler ADDRESS`
 (an existing cluster) or `--scheduler local --workers N` (a LocalCluster on this machine).
 
-The client lists the inputs, names the outputs and skips finished ones exactly as a local run does
-(pipeline/cli.py: list_inputs, output_stems, already_done), sends the pending photos out in chunks,
-and keeps the progress bar, run_log.txt and index.jsonl (it is their only writer). Each worker loads
+The client makes the checks and choices of a local run (pipeline/cli.py run, pipeline/run_state.py):
+--out writable and not shadowing an input, output names kept in <out>/.run_state, the settings
+(read from the workers' loaded detectors, which must all agree) against those of the results already
+there (--force), and which results are done (cli.already_done, the test of cli.process_one). It sends
+the pending photos out in chunks and keeps the progress bar, run_log.txt and index.jsonl (it is their
+only writer). Each worker loads
 the model once (DetectorPlugin, a Dask WorkerPlugin; a restarted worker loads it again) and runs
 every photo of a chunk through pipeline.cli.process_one, the same per-photo code path as a local run,
 which writes the PNG and then the JSON through a temp file + os.replace. So the JSON is
@@ -30,8 +33,11 @@ from tqdm import tqdm
 
 from core.config import load_config
 from pipeline import cli
-from pipeline.index import ResultIndex, index_record, read_result
-from pipeline.images import list_inputs
+from pipeline.errors import PipelineError
+from pipeline.images import scan_inputs
+from pipeline.index import INDEX_NAME, ResultIndex, index_record, read_result
+from pipeline.run_state import (RUN_STATE, RunState, check_no_shadowing, prepare_out, remove_stale_temp_files,
+                                settings_difference)
 
 log = logging.getLogger(__name__)
 PLUGIN_NAME = "hyperface-detector"
@@ -50,12 +56,12 @@ def _host(address: str) -> str:
 
 class DetectorPlugin(WorkerPlugin):
     """Loads one HyperFace detector per worker process, when the worker starts or the plugin is
-    registered; tasks find it as get_worker().plugins[PLUGIN_NAME].detector."""
+    registered; tasks find it as get_worker().plugins[PLUGIN_NAME] (.detector, .cfg, .settings)."""
 
     def __init__(self, settings: dict, cwd: str, task_threads: int | None, host_threads: dict[str, int]):
-        self.settings, self.cwd = settings, cwd
+        self.options, self.cwd = settings, cwd
         self.task_threads, self.host_threads = task_threads, host_threads
-        self.detector = self.cfg = None
+        self.detector = self.cfg = self.settings = None
 
     def setup(self, worker):
         import cv2  # noqa: PLC0415
@@ -67,10 +73,16 @@ class DetectorPlugin(WorkerPlugin):
                                                                                        worker.state.nthreads)))
         os.environ["HYPERFACE_THREADS"] = str(threads)
         cv2.setNumThreads(threads)
-        s = self.settings
+        s = self.options
         self.cfg = load_config(s["config"])
         self.detector = HyperFace(s["model"], backend=s["backend"], proposals=s["proposals"], post=s["post"],
                                   irp_iterations=s["irp_iterations"], config=self.cfg, ssd_model_dir=s["ssd_model"])
+        self.settings = cli.detector_settings(self.detector)  # what every result records (run_state.py)
+
+
+def _worker_settings(dask_worker) -> dict | None:
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    return None if plugin is None else plugin.settings
 
 
 class LogEntries:
@@ -83,23 +95,26 @@ class LogEntries:
         self.entries.append((kind, str(path), reason))
 
 
-def detect_chunk(items: list[tuple[str, str]], out: str) -> list[dict]:
-    """Worker side: run process_one on each (input path, output stem); returns per photo its status,
+def detect_chunk(items: list[tuple[str, str]], out: str, settings: dict) -> list[dict]:
+    """Worker side: run process_one on each (input path, output name); returns per photo its status,
     its run-log lines and its index record."""
     plugin = get_worker().plugins[PLUGIN_NAME]
+    if plugin.settings != settings:  # e.g. a worker that joined later with another backend or model
+        diff = "; ".join(settings_difference(settings, plugin.settings)[:3])
+        raise PipelineError(get_worker().address, f"this worker's settings differ from the run's ({diff})")
     out_dir = Path(out)
     results = []
     for path_str, stem in items:
         path, json_path = Path(path_str), out_dir / f"{stem}.json"
         log_lines = LogEntries()
-        if cli.already_done(json_path):
+        if cli.already_done(json_path, settings):
             # pending when the run started, so an earlier attempt of this chunk (on a worker that died)
             # wrote it: done in this run; repeat the CONVERTED line the client never received
             status, doc = "done", read_result(json_path)
             if doc and doc.get("notes"):
                 log_lines.add("CONVERTED", path, "; ".join(doc["notes"]))
         else:
-            status = cli.process_one(path, stem, out_dir, plugin.detector, plugin.cfg, log_lines)
+            status = cli.process_one(path, stem, out_dir, plugin.detector, plugin.cfg, log_lines, settings)
             doc = read_result(json_path) if status == "done" else None
         results.append({"stem": stem, "status": status, "log": log_lines.entries,
                         "record": index_record(json_path.name, doc) if doc else None})
@@ -126,63 +141,87 @@ def _check_plugin(responses) -> None:
 def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, scheduler: str,
              workers: int | None = None, backend: str | None = None, proposals: str = "fast", post: str = "lnms",
              irp_iterations: int | None = None, config=None, ssd_model: str | Path | None = None,
-             chunk_size: int | None = None, task_threads: int | None = None, progress: bool = True) -> dict[str, int]:
-    """Like pipeline.cli.run, on a Dask cluster ("local": a LocalCluster of `workers` processes, one
-    thread each; otherwise a scheduler address). Returns counts {"done", "already_done", "skipped"}."""
+             chunk_size: int | None = None, task_threads: int | None = None, progress: bool = True,
+             force: bool = False) -> dict[str, int]:
+    """pipeline.cli.run on a Dask cluster ("local": a LocalCluster of `workers` processes, one thread
+    each; otherwise a scheduler address): the same checks, names (.run_state), settings, resume and
+    counts {"done", "already_done", "skipped", "failed", "missing"}."""
     from pipeline.backends import DEFAULT_BACKEND  # noqa: PLC0415
+    if irp_iterations is not None and irp_iterations < 0:
+        raise ValueError(f"--irp must be >= 0, got {irp_iterations}")
     load_config(config)  # a bad config fails here, before any cluster starts
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = list_inputs(inputs)
+    out = prepare_out(Path(out))
+    scan = scan_inputs(inputs)
+    state = RunState(out)
+    names = state.assign_names(scan.paths, reserved=set())
+    check_no_shadowing(out, scan.folders, scan.paths, names, [cli.RUN_LOG, RUN_STATE, INDEX_NAME])
     run_log = cli.RunLog(out / cli.RUN_LOG)
-    index = ResultIndex(out)
-    index.sync()
-    counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0}  # statuses of cli.process_one
-    pending = []
-    for path, stem in zip(paths, cli.output_stems(paths)):
-        json_path = out / f"{stem}.json"
-        if cli.already_done(json_path):
-            counts["already_done"] += 1
-            run_log.add("SKIPPED", path, f"already done ({json_path.name} exists)")
-        else:
-            pending.append((str(path), stem))
-    if not pending:
-        return counts
-    settings = {"model": str(model), "backend": backend or DEFAULT_BACKEND, "proposals": proposals, "post": post,
-                "irp_iterations": irp_iterations, "config": None if config is None else str(config),
-                "ssd_model": None if ssd_model is None else str(ssd_model)}
+    run_log.path.touch()
+    options = {"model": str(model), "backend": backend or DEFAULT_BACKEND, "proposals": proposals, "post": post,
+               "irp_iterations": irp_iterations, "config": None if config is None else str(config),
+               "ssd_model": None if ssd_model is None else str(ssd_model)}
     if not logging.getLogger().isEnabledFor(logging.INFO):  # -v shows Dask's own INFO lines
         logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                               dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.CRITICAL)
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise PipelineError(scheduler, f"cannot reach the Dask scheduler ({str(err).splitlines()[0]})") from None
     try:
+        client.wait_for_workers(1)
         info = client.scheduler_info(n_workers=-1)
         host_threads: dict[str, int] = {}
         for addr, w in info["workers"].items():
             host_threads[_host(addr)] = host_threads.get(_host(addr), 0) + int(w.get("nthreads", 1))
         total_threads = sum(host_threads.values()) or 1
-        _check_plugin(client.register_plugin(DetectorPlugin(settings, os.getcwd(), task_threads, host_threads),
+        _check_plugin(client.register_plugin(DetectorPlugin(options, os.getcwd(), task_threads, host_threads),
                                              name=PLUGIN_NAME))
+        # every worker loaded the same model and settings (a worker without onnxruntime would differ)
+        per_worker = {a: s for a, s in client.run(_worker_settings).items() if s is not None}
+        settings = next(iter(per_worker.values()))
+        for addr, s in per_worker.items():
+            if s != settings:
+                raise PipelineError(addr, "this worker's settings differ from another's ("
+                                    + "; ".join(settings_difference(settings, s)[:3]) + ")")
+        if state.check_settings(settings, force):
+            log.warning("%s: --force: results made with other settings will be redone", out)
+        remove_stale_temp_files(out)
+        state.save()
+        index = ResultIndex(out)
+        index.sync()  # results a killed run wrote after its last index line
+        counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0, "missing": len(scan.missing)}
+        for p in scan.missing:
+            run_log.add("MISSING", p, "no such file or folder")
+        for p, problem in scan.problems:
+            counts["skipped"] += 1
+            run_log.add("SKIPPED", p, problem)
+        pending = []
+        for path, stem in zip(scan.paths, names):
+            json_path = out / f"{stem}.json"
+            if cli.already_done(json_path, settings):  # the test of cli.process_one
+                counts["already_done"] += 1
+                run_log.add("SKIPPED", path, f"already done ({json_path.name} exists)")
+            else:
+                pending.append((str(path), stem))
         size = chunk_size or default_chunk_size(len(pending), total_threads)
         chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
         log.info("%d photos in %d chunks of %d on %d worker threads", len(pending), len(chunks), size, total_threads)
         token = uuid.uuid4().hex[:12]
-        futures = {client.submit(detect_chunk, chunk, str(out), pure=False, key=f"hyperface-chunk-{i}-{token}"):
-                   chunk for i, chunk in enumerate(chunks)}
-        with tqdm(total=len(pending), desc="images", unit="img", disable=not progress) as bar:
+        futures = {client.submit(detect_chunk, chunk, str(out), settings, pure=False,
+                                 key=f"hyperface-chunk-{i}-{token}"): chunk for i, chunk in enumerate(chunks)}
+        with tqdm(total=len(pending), desc="images", unit="img", disable=None if progress else True) as bar:
             for fut in as_completed(futures):
                 chunk = futures[fut]
                 try:
                     results = fut.result()
                 except Exception as err:  # the chunk failed for good (e.g. its workers kept dying)
                     reason = f"error: {err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                    results = [{"stem": stem, "status": "skipped", "log": [("SKIPPED", p, reason)], "record": None}
+                    results = [{"stem": stem, "status": "failed", "log": [("FAILED", p, reason)], "record": None}
                                for p, stem in chunk]
                 records = []
                 for r in results:
@@ -198,4 +237,3 @@ def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, sched
         if cluster is not None:
             cluster.close()
     return counts
-

@@ -103,7 +103,7 @@ def test_local_cluster_matches_local_run_byte_for_byte(work, local_run):
     from pipeline.dask_runner import run_dask
     out = work["root"] / "dask"
     counts = run_dask([work["photos"]], MODEL, out, "local", workers=2, config=work["config"], progress=False)
-    assert counts == {"done": N_PHOTOS, "already_done": 0, "skipped": 0}
+    assert counts == {"done": N_PHOTOS, "already_done": 0, "skipped": 0, "failed": 0, "missing": 0}
     ref = result_bytes(local_run)
     assert len(ref) == N_PHOTOS and result_bytes(out) == ref
     for stem in work["stems"]:
@@ -112,10 +112,14 @@ def test_local_cluster_matches_local_run_byte_for_byte(work, local_run):
     # resume: nothing pending, no cluster needed, nothing appended
     before = (out / INDEX_NAME).read_bytes()
     counts = run_dask([work["photos"]], MODEL, out, "local", workers=2, config=work["config"], progress=False)
-    assert counts == {"done": 0, "already_done": N_PHOTOS, "skipped": 0}
+    assert counts == {"done": 0, "already_done": N_PHOTOS, "skipped": 0, "failed": 0, "missing": 0}
     assert (out / INDEX_NAME).read_bytes() == before
     log = (out / "run_log.txt").read_text().splitlines()
     assert len(log) == N_PHOTOS and all("already done" in line for line in log)
+    # the same folder resumes locally too: same names (.run_state) and settings
+    from pipeline.cli import run
+    counts = run([work["photos"]], MODEL, out, config=work["config"], progress=False)
+    assert counts == {"done": 0, "already_done": N_PHOTOS, "skipped": 0, "failed": 0, "missing": 0}
 
 
 def test_worker_killed_mid_chunk_is_redone(work, local_run):
@@ -153,10 +157,10 @@ def test_worker_killed_mid_chunk_is_redone(work, local_run):
         th.join(600)
     assert not errors, errors
     assert killed is not None, "no chunk was caught between its first and second photo"
-    assert result["counts"] == {"done": N_PHOTOS, "already_done": 0, "skipped": 0}
+    assert result["counts"] == {"done": N_PHOTOS, "already_done": 0, "skipped": 0, "failed": 0, "missing": 0}
     assert result_bytes(out) == result_bytes(local_run)
     check_index(out, stems)
-    assert not (out / "run_log.txt").exists()  # no photo skipped, none reported "already done"
+    assert (out / "run_log.txt").read_text() == ""  # nothing skipped, failed or reported "already done"
 
 
 # ---------------------------------------------------------------- index
