@@ -3,6 +3,7 @@
                        [--post lnms|nms] [--irp N] [--limit N] [--config YAML]   run detection, then score
   python -m benchmarks score <dataset> --data DIR --results DIR [--results DIR ...] [--label NAME ...] --out DIR
   python -m benchmarks ablation --data AFW_DIR --model DIR --out DIR
+  python -m benchmarks threshold --model DIR --results DIR [--set wider-heldout]   choose + record the default threshold
   python -m benchmarks proposals [--out DIR] [--model DIR] [--limit N]   proposal recall (benchmarks/proposals.py)
   python -m benchmarks baselines [--set NAME[=DIR]] [--methods haar mtcnn] [--model DIR] [--out DIR]   MTCNN/Haar side by side (benchmarks/baselines.py)
 Datasets: afw pascal fddb aflw aflw2000 ibug celeba lfwa utkface.
@@ -42,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["threshold"]:  # default detection threshold chosen on held-out results (benchmarks/threshold.py)
+        from benchmarks.threshold import main as threshold_main
+
+        return threshold_main(argv[1:])
     if argv[:1] == ["proposals"]:  # proposal recall: its own options (benchmarks/proposals.py)
         from benchmarks.proposals import main as proposals_main
 

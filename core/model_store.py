@@ -231,3 +231,15 @@ def verified_sha1(weights: Path, meta: dict, meta_path: Path) -> str:
         raise ModelError(weights, f"SHA-1 {got} does not match {meta_path.name}'s weights_sha1 {want} "
                                   "(corrupt, truncated or replaced weight file)")
     return got
+
+
+def record_in_model(model_dir: str | Path, **fields) -> dict:
+    """Add (or replace) top-level `fields` of a model directory's model.json, atomically; the
+    weights and their SHA-1 are untouched. Returns the new document."""
+    meta_path = Path(model_dir) / META
+    if not meta_path.is_file():
+        raise ModelError(meta_path, "missing (record_in_model needs an exported model directory)")
+    doc = json.loads(meta_path.read_text())
+    doc.update(fields)
+    atomic_write_bytes(meta_path, (json.dumps(doc, indent=2) + "\n").encode())
+    return doc

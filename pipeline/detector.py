@@ -1,6 +1,7 @@
 """The one-call API: HyperFace(model_dir, ...).detect(image_bgr) -> list[Face] (Section 3.3)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +34,14 @@ class HyperFace:
     directory is ssd_model_dir or <model_dir>/proposals). post: "lnms" (Algorithm 2) or "nms" (plain
     NMS + box regression when the net has bbox_deltas, the R-CNN Face baseline). irp_iterations: T of
     Algorithm 1 (None: config value; forced to 0 for nets without landmarks). config: a
-    HyperFaceConfig or a YAML path (None: config/hyperface.yaml).
+    HyperFaceConfig or a YAML path (None: config/hyperface.yaml). detection_threshold: face
+    probability a region needs (None: the threshold chosen on held-out data and recorded in the
+    model's model.json, else the config's test.detection_threshold).
     """
 
     def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str = "fast",
                  post: str = "lnms", irp_iterations: int | None = None, config: HyperFaceConfig | str | Path | None = None,
-                 ssd_model_dir: str | Path | None = None):
+                 ssd_model_dir: str | Path | None = None, detection_threshold: float | None = None):
         self.cfg = config if isinstance(config, HyperFaceConfig) else load_config(config)
         if proposals not in PROPOSALS:
             raise ValueError(f"unknown proposals {proposals!r}; choose one of {PROPOSALS}")
@@ -46,6 +49,11 @@ class HyperFace:
             raise ValueError(f"unknown post-processing {post!r}; choose one of {POSTS}")
         self.model = load_model(model_dir)
         self._check_input()
+        threshold = detection_threshold if detection_threshold is not None else self.model.meta.get("detection_threshold")
+        if threshold is not None:
+            if not 0.0 <= float(threshold) <= 1.0:
+                raise ValueError(f"detection_threshold must be in [0, 1], got {threshold!r}")
+            self.cfg = dataclasses.replace(self.cfg, test=dataclasses.replace(self.cfg.test, detection_threshold=float(threshold)))
         self.backend = make_backend(backend, self.model.prototxt, self.model.caffemodel)
         has_landmarks = net_io.LANDMARKS in self.backend.outputs
         if net_io.DETECTION_PROB not in self.backend.outputs:

@@ -28,3 +28,15 @@ def test_fp_per_image_at_recall_hand_computed():
     assert fp_per_image_at_recall(r, 2, 0.9) == pytest.approx(0.5)
     assert fp_per_image_at_recall(r, 2, 0.5) == pytest.approx(0.0)
     assert fp_per_image_at_recall(APResult(0.0, np.array([0.5]), np.array([1.0]), np.array([0.9]), 2, 1, 0), 2, 0.9) == float("inf")
+
+
+def test_best_f1_threshold_hand_computed():
+    from benchmarks.metrics.detection import APResult, best_f1_threshold
+    # 3 faces; ranked TP(0.9) FP(0.8) TP(0.7) FP(0.6): F1 after each = 2/4, 2/5, 4/6, 4/7 -> cut at 0.7
+    r = APResult(ap=0.0, recall=np.array([1, 1, 2, 2]) / 3, precision=np.array([1, 0.5, 2 / 3, 0.5]),
+                 scores=np.array([0.9, 0.8, 0.7, 0.6]), n_positives=3, n_tp=2, n_fp=2)
+    thr, p, rec, f1 = best_f1_threshold(r)
+    assert (thr, p, rec, f1) == pytest.approx((0.7, 2 / 3, 2 / 3, 2 / 3))
+    # equal scores cannot be split: TP(0.9) FP(0.5) TP(0.5) with 2 faces -> best is all three (F1 0.8)
+    r2 = APResult(0.0, np.array([0.5, 0.5, 1.0]), np.array([1, 0.5, 2 / 3]), np.array([0.9, 0.5, 0.5]), 2, 2, 1)
+    assert best_f1_threshold(r2)[0] == pytest.approx(0.5)

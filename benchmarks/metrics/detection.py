@@ -242,3 +242,18 @@ def fp_per_image_at_recall(result: APResult, n_images: int, recall: float) -> fl
     tp = result.recall[k] * result.n_positives
     fp = tp / max(result.precision[k], np.finfo(np.float64).eps) - tp
     return float(round(fp) / n_images)
+
+
+def best_f1_threshold(result: APResult) -> tuple[float, float, float, float]:
+    """(score threshold, precision, recall, F1) of the ranked detections of `result` where F1 is
+    highest: keeping the detections scored >= threshold. (nan, 0, 0, 0) without detections."""
+    scores = np.asarray(result.scores, dtype=np.float64)
+    if len(scores) == 0 or result.n_positives == 0:
+        return float("nan"), 0.0, 0.0, 0.0
+    tp = np.asarray(result.recall) * result.n_positives
+    kept = np.arange(1, len(scores) + 1)
+    f1 = 2 * tp / (result.n_positives + kept)
+    # a cut can only fall between different scores: take the last rank of each run of equal scores
+    last_of_score = np.r_[scores[1:] != scores[:-1], True]
+    k = int(np.flatnonzero(last_of_score)[np.argmax(f1[last_of_score])])
+    return float(scores[k]), float(tp[k] / kept[k]), float(tp[k] / result.n_positives), float(f1[k])

@@ -1,0 +1,40 @@
+"""The default detection threshold: chosen on held-out results by face-eval F1, recorded in
+model.json, used by the pipeline unless a caller passes another."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from core.config import DATA_ROOT, REPO_ROOT, load_config
+from core.face import Face
+
+pytestmark = pytest.mark.skipif(not (DATA_ROOT / "wider_train").is_dir(), reason="needs ../shared/data")
+
+
+def test_threshold_is_chosen_by_f1_and_used_by_the_pipeline(tmp_path):
+    from benchmarks import results_io
+    from benchmarks.threshold import main as threshold_main
+    from data_prep.readers import read_dataset
+    from pipeline import HyperFace
+
+    cfg = load_config()
+    records = read_dataset("wider", DATA_ROOT / "wider_train", split="train-heldout", config=cfg)
+    n_faces = sum(1 for r in records for f in r.faces
+                  if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= cfg.benchmark.face_eval_min_gt_side)
+    first = next(r for r in records if any(min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= 40 for f in r.faces))
+    face = next(f for f in first.faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= 40)
+    far = np.array([0, 0, 35, 35], dtype=float) if face.box[0] > 100 else np.array([400, 300, 440, 340], dtype=float)
+    results = tmp_path / "results"
+    # ranked TP (0.9) then FP (0.8): F1 2/(n+1) beats 2/(n+2) -> threshold 0.9, recall 1/n
+    results_io.write_image_result(results, first.image_id, first.path, [Face(box=face.box, score=0.9),
+                                                                        Face(box=far, score=0.8)])
+    model = tmp_path / "model"
+    shutil.copytree(REPO_ROOT / "models" / "hyperface", model)
+    assert threshold_main(["--model", str(model), "--results", str(results)]) == 0
+    doc = json.loads((model / "model.json").read_text())
+    assert doc["detection_threshold"] == 0.9
+    assert doc["detection_threshold_chosen"]["faces"] == n_faces
+    assert doc["detection_threshold_chosen"]["recall"] == pytest.approx(round(1 / n_faces, 4))
+    assert HyperFace(model).cfg.test.detection_threshold == 0.9
+    assert HyperFace(model, detection_threshold=0.25).cfg.test.detection_threshold == 0.25
