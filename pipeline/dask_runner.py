@@ -28,6 +28,7 @@ import os
 import uuid
 from pathlib import Path
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from tqdm import tqdm
 
@@ -41,6 +42,13 @@ from pipeline.run_state import (RUN_STATE, RunState, check_no_shadowing, prepare
 
 log = logging.getLogger(__name__)
 PLUGIN_NAME = "hyperface-detector"
+# for this process and the LocalCluster it starts: no statistical profiler sampling the task thread every
+# 10 ms, slower health ticks and monitors (an idle 2-worker cluster: 7.5 % -> 1 % of a core; measured in
+# benchmarks/dask_overhead.py). Workers of an existing cluster keep their own configuration: start them
+# with DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (pipeline/README.md).
+LEAN_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "500ms",
+               "distributed.admin.system-monitor.interval": "2s", "distributed.admin.system-monitor.gil.enabled": False,
+               "distributed.worker.memory.monitor-interval": "1s"}
 
 
 def _cpus() -> int:
@@ -149,6 +157,9 @@ def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, sched
     from pipeline.backends import DEFAULT_BACKEND  # noqa: PLC0415
     if irp_iterations is not None and irp_iterations < 0:
         raise ValueError(f"--irp must be >= 0, got {irp_iterations}")
+    for name, value in (("--workers", workers), ("--chunk-size", chunk_size), ("--task-threads", task_threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     load_config(config)  # a bad config fails here, before any cluster starts
     out = prepare_out(Path(out))
     scan = scan_inputs(inputs)
@@ -162,6 +173,13 @@ def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, sched
                "ssd_model": None if ssd_model is None else str(ssd_model)}
     if not logging.getLogger().isEnabledFor(logging.INFO):  # -v shows Dask's own INFO lines
         logging.getLogger("distributed").setLevel(logging.WARNING)
+    with dask.config.set(LEAN_CONFIG):
+        return _run_on_cluster(scheduler, workers, options, task_threads, force, chunk_size, progress,
+                               out, scan, state, names, run_log)
+
+
+def _run_on_cluster(scheduler, workers, options, task_threads, force, chunk_size, progress,
+                    out, scan, state, names, run_log) -> dict[str, int]:
     cluster = None
     if scheduler == "local":
         cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None,

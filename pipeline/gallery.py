@@ -113,7 +113,8 @@ def build_gallery(out: str | Path, thumb_side: int = 256, face_side: int = 72, p
     out = Path(out)
     index = ResultIndex(out)
     index.sync()
-    records = sorted(index.records(), key=lambda r: r["result"])
+    # the results that are still there (the index is append-only: a deleted result keeps its line)
+    records = sorted((r for r in index.records() if (out / r["result"]).is_file()), key=lambda r: r["result"])
     gdir = out / GALLERY_DIR
     (gdir / "thumbs").mkdir(parents=True, exist_ok=True)
     (gdir / "faces").mkdir(parents=True, exist_ok=True)
@@ -122,8 +123,7 @@ def build_gallery(out: str | Path, thumb_side: int = 256, face_side: int = 72, p
         stem = rec["result"][:-len(".json")]
         thumb, sprite = gdir / "thumbs" / f"{stem}.jpg", gdir / "faces" / f"{stem}.jpg"
         png = out / f"{stem}.png"
-        source_time = max(png.stat().st_mtime if png.is_file() else 0.0, (out / rec["result"]).stat().st_mtime
-                          if (out / rec["result"]).is_file() else 0.0)
+        source_time = max(png.stat().st_mtime if png.is_file() else 0.0, (out / rec["result"]).stat().st_mtime)
         fresh = thumb.is_file() and thumb.stat().st_mtime >= source_time and \
             (not rec["faces"] or (sprite.is_file() and sprite.stat().st_mtime >= source_time))
         has_thumb = fresh
@@ -185,7 +185,7 @@ def run_command(args) -> int:
             return 2
         page = build_gallery(out, args.thumb_side, args.face_side, args.per_page)
         w = gallery_weight(out)
-        n = len(index.records())
+        n = sum((out / r["result"]).is_file() for r in index.records())
         wrote.append(page)
         print(f"{page}: {n} photos; gallery {w['gallery_bytes'] / 1e6:.1f} MB, overlays {w['overlay_bytes'] / 1e6:.1f} MB")
     if not wrote:
