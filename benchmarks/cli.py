@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd"))
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"))
     p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detection threshold (default: the model's, chosen on held-out data; else the config's)")
     p.add_argument("--limit", type=int, default=None, help="detect and score only the first N images (loader order)")
     p.add_argument("--config", default=None, help="config YAML (default config/hyperface.yaml)")
     return p
@@ -91,8 +93,10 @@ def _run(args) -> int:
             raise BenchmarkDataError(args.model or "--model", "model folder not found (train one or pass --model DIR)")
         irp = cfg.test.irp_iterations if args.irp is None else args.irp
         rdir = out / "results"
-        run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp, config=cfg), rdir)
+        run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp,
+                                            config=cfg, detection_threshold=args.threshold), rdir)
         settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp,
+                    "detection_threshold": args.threshold if args.threshold is not None else "model default",
                     **({"limit": args.limit} if args.limit is not None else {})}
         metrics = score_runs(args.dataset, args.data, {Path(args.model).name: rdir}, out, cfg, settings, args.limit)
     for label, m in metrics.items():

@@ -15,7 +15,7 @@ MODEL ?= models/hyperface
 BENCH_OUT ?= runs/bench
 BENCH_ARGS ?=
 
-.PHONY: bench-afw bench-pascal bench-fddb bench-aflw bench-aflw2000 bench-ibug bench-celeba bench-utkface bench-ablation bench-baselines
+.PHONY: calibrate-threshold bench-wider-heldout bench-afw bench-pascal bench-fddb bench-aflw bench-aflw2000 bench-ibug bench-celeba bench-utkface bench-ablation bench-baselines
 
 bench-afw: setup
 	$(PY) -m benchmarks afw --data $(AFW_DIR) --model $(MODEL) --out $(BENCH_OUT)/afw $(BENCH_ARGS)
@@ -43,6 +43,19 @@ bench-utkface: setup
 
 bench-ablation: setup
 	$(PY) -m benchmarks ablation --data $(AFW_DIR) --model $(MODEL) --out $(BENCH_OUT)/ablation
+
+# The default detection threshold of MODEL (issue 11): the pipeline over the held-out WIDER photos at
+# CAL_THRESHOLD (below any candidate), then the best face-eval F1 threshold into MODEL/model.json.
+#   make calibrate-threshold MODEL=dir [CAL_THRESHOLD=0.3]
+CAL_THRESHOLD ?= 0.3
+bench-wider-heldout: setup
+	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --out $(BENCH_OUT)/wider-heldout $(BENCH_ARGS)
+
+calibrate-threshold: setup
+	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --threshold $(CAL_THRESHOLD) \
+	  --out $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL)))
+	$(PY) -m benchmarks threshold --model $(MODEL) --results $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL)))/results \
+	  --data $(DATA)/wider_train
 
 # Side by side with MTCNN (PyPI faceie, the optional extra requirements-baselines.txt, installed here into
 # .venv, never by make setup) and OpenCV's Haar cascade on the held-out WIDER photos and afw_sample; resumable.
