@@ -151,6 +151,11 @@ def already_done(json_path: Path, settings: dict | None = None) -> bool:
     return result_problem(json_path, json_path.with_suffix(".png"), settings) is None
 
 
+# photos up to this many pixels get a full-size overlay PNG; larger ones one of the downscaled
+# image they were detected on (issue 12: a folder run on a 20000 x 20000 photo within 2 GB)
+OVERLAY_MAX_PIXELS = 50_000_000
+
+
 def process_one(path: Path, stem: str, out: Path, detector: HyperFace, cfg, run_log,
                 settings: dict | None = None) -> str:
     """One input -> <out>/<stem>.png, then <out>/<stem>.json (each through a temp file + os.replace).
@@ -170,10 +175,12 @@ def process_one(path: Path, stem: str, out: Path, detector: HyperFace, cfg, run_
         if loaded.notes:
             run_log.add("CONVERTED", path, "; ".join(loaded.notes))
         faces = scale_faces(detector.detect(loaded.image), 1.0 / loaded.scale)
-        # the overlay at full size, except for photos over twice max_image_side: those at that side (read
-        # reduced), so a 20000 x 20000 input never exists as a full bitmap (issue 12 memory target)
-        shown = read_image(path, 2 * cfg.test.max_image_side) if loaded.scale != 1.0 else loaded
-        overlay = draw_faces(shown.image, scale_faces(copy.deepcopy(faces), shown.scale) if shown.scale != 1.0 else faces)
+        if loaded.scale == 1.0:
+            overlay = draw_faces(loaded.image, faces)
+        elif loaded.width * loaded.height <= OVERLAY_MAX_PIXELS:
+            overlay = draw_faces(read_image(path, sys.maxsize).image, faces)
+        else:  # drawn on the detection-size image: a 20000 x 20000 input never exists as a full bitmap
+            overlay = draw_faces(loaded.image, scale_faces(copy.deepcopy(faces), loaded.scale))
         ok, png = cv2.imencode(".png", overlay)
         if not ok:
             raise PipelineError(png_path, "PNG encoding failed")
