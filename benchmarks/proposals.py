@@ -34,7 +34,7 @@ log = logging.getLogger("benchmarks.proposals")
 DATA = REPO_ROOT.parent / "shared" / "data"
 COUNTS = (10, 20, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)
 WIDER_HELD_OUT = 150
-MERGE_SWEEP = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7)
+MERGE_SWEEP = (1.0, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8)
 
 
 def held_out_photos(data: Path, cfg: HyperFaceConfig) -> list[tuple[str, Path, np.ndarray]]:
@@ -76,18 +76,22 @@ def _raw(photo_id: str, path: Path, image: np.ndarray, cfg: HyperFaceConfig, mod
     return boxes, seconds
 
 
-def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int | None = None) -> dict:
+def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int | None = None,
+        quality_limit: int | None = None) -> dict:
     photos = held_out_photos(DATA, cfg)[:limit]
     methods: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, list[float]] = {}
     sweep: dict[str, dict[float, list[np.ndarray]]] = {}
     gts = [gt for _, _, gt in photos]
+    subsets: dict[str, list[int]] = {}
     for mode in modes:
+        n = len(photos) if mode == "fast" or quality_limit is None else min(quality_limit, len(photos))
         before, after = f"SS {mode}, OpenCV", f"SS {mode}, filtered"
         methods[before], methods[after] = [], []
         seconds[before], seconds[after] = [], []
         sweep[mode] = {m: [] for m in MERGE_SWEEP}
-        for k, (photo_id, path, _) in enumerate(photos):
+        subsets[before] = subsets[after] = list(range(n))
+        for k, (photo_id, path, _) in enumerate(photos[:n]):
             image = cv2.imread(str(path))
             h, w = image.shape[:2]
             raw, t_raw = _raw(photo_id, path, image, cfg, mode, out / "cache")
@@ -108,6 +112,7 @@ def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int
 
         proposer = SSDProposer(load_model(ssd_dir), "onnxruntime", cfg.input, cfg.test)
         methods["SSD net"], seconds["SSD net"] = [], []
+        subsets["SSD net"] = list(range(len(photos)))
         for photo_id, path, _ in photos:
             image = cv2.imread(str(path))
             t = time.perf_counter()
@@ -117,10 +122,10 @@ def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int
         ssd_note = f"SSD proposal net: skipped, no model folder {ssd_dir}"
         print(ssd_note)
 
-    results = {name: proposal_recall(props, gts, COUNTS) for name, props in methods.items()}
+    results = {name: proposal_recall(props, [gts[i] for i in subsets[name]], COUNTS) for name, props in methods.items()}
     afw = [i for i, (pid, _, _) in enumerate(photos) if pid.startswith("afw/")]
-    results_afw = {name: proposal_recall([props[i] for i in afw], [gts[i] for i in afw], COUNTS)
-                   for name, props in methods.items()}
+    results_afw = {name: proposal_recall([props[i] for i in afw if i < len(props)], [gts[i] for i in afw if i < len(props)],
+                                         COUNTS) for name, props in methods.items()}
     tables, summary = {}, {}
     bins = results[next(iter(results))]["bins"]
     n_faces = results[next(iter(results))]["n_faces"]
@@ -128,29 +133,30 @@ def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int
         rows = {}
         for name, r in results.items():
             for b in bins:
-                rows[f"{name} | {b} ({n_faces[b]} faces)"] = {str(c): r["recall"][t][b][k] for k, c in enumerate(COUNTS)}
+                rows[f"{name} | {b} ({r['n_faces'][b]} faces)"] = {str(c): r["recall"][t][b][k] for k, c in enumerate(COUNTS)}
         tables[f"Recall at IoU > {t} vs proposals per photo (first N)"] = rows
     for name, props in methods.items():
         n = np.array([len(p) for p in props])
-        summary[name] = {"photos": len(props), "median proposals": float(np.median(n)), "mean proposals": float(n.mean()),
+        summary[name] = {"photos": len(props), "faces": results[name]["n_faces"]["all"], "median proposals": float(np.median(n)), "mean proposals": float(n.mean()),
                          "recall 0.5 (all)": results[name]["recall"][0.5]["all"][-1],
                          "recall 0.7 (all)": results[name]["recall"][0.7]["all"][-1],
                          "afw recall 0.5": results_afw[name]["recall"][0.5]["all"][-1],
                          "afw recall 0.7": results_afw[name]["recall"][0.7]["all"][-1],
                          "s/photo (mean)": float(np.mean(seconds[name])),
-                         "afw s/photo": float(np.mean([seconds[name][i] for i in afw])) if afw else float("nan")}
+                         "afw s/photo": float(np.mean([seconds[name][i] for i in afw if i < len(props)])) if afw else float("nan")}
     tables = {"Summary (all proposals of each photo)": summary, **tables}
     sweep_rows = {}
     for mode, by_merge in sweep.items():
         for m, props in by_merge.items():
-            r = proposal_recall(props, gts, (max(COUNTS),))
+            r = proposal_recall(props, gts[:len(props)], (max(COUNTS),))
             sweep_rows[f"{mode}, merge_iou {m:g}"] = {
                 "mean proposals": float(np.mean([len(p) for p in props])),
                 "recall 0.5": r["recall"][0.5]["all"][0], "recall 0.7": r["recall"][0.7]["all"][0]}
     tables["merge_iou sweep (filtered, all proposals)"] = sweep_rows
     figure = plot_recall(results, out / "recall.png")
     ss = cfg.selective_search
-    settings = {"photos": f"{len(photos)} ({len(afw)} afw_sample full size, {len(photos) - len(afw)} WIDER train held out)",
+    settings = {"photos": f"{len(photos)} ({len(afw)} afw_sample full size, {len(photos) - len(afw)} WIDER train held out)"
+                          + (f"; quality mode on the first {quality_limit}" if quality_limit and "quality" in modes else ""),
                 "faces counted": n_faces["all"], "face sizes": "sqrt(w*h); faces with w or h < 30 px not counted",
                 "selective_search": dataclasses.asdict(ss)}
     notes = [ssd_note] if ssd_note else []
@@ -196,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(REPO_ROOT / "models" / "hyperface"), help="its proposals/ folder is the SSD net")
     p.add_argument("--modes", nargs="+", default=list(SS_MODES), choices=SS_MODES)
     p.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    p.add_argument("--quality-limit", type=int, default=None, help="quality mode (slow) on the first N photos only")
     p.add_argument("--config", default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    res = run(Path(args.out), load_config(args.config), Path(args.model), args.modes, args.limit)
+    res = run(Path(args.out), load_config(args.config), Path(args.model), args.modes, args.limit, args.quality_limit)
     for name, row in res["summary"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     for name, row in res["merge_sweep"].items():

@@ -11,7 +11,7 @@ Steps (all pure functions of the image and the SelectiveSearchConfig):
      regions smaller than min_box_side px are dropped as before;
   4. `canonical_order` + `merge_near_duplicates`: OpenCV returns the same set of boxes in a different
      order on every call (its ranking draws random numbers), so the order is rebuilt from the boxes
-     alone: by how many boxes of the set overlap each one by >= merge_iou (regions that several of
+     alone: by how many boxes of the set overlap each one by >= RANK_IOU (regions that several of
      selective search's strategies agree on first), then by coordinates; greedily, each box
      absorbs the later boxes with IoU >= merge_iou;
   5. at most max_proposals (fast) / max_proposals_quality boxes, in that order.
@@ -25,6 +25,9 @@ from core.config import SelectiveSearchConfig
 from core.geometry import box_iou
 
 SS_MODES = ("fast", "quality")
+# the canonical order ranks a box by how many boxes of its photo overlap it by >= RANK_IOU (whatever
+# merge_iou is, so that the max_proposals cap keeps the same kind of boxes with merging off)
+RANK_IOU = 0.9
 _CHUNK = 512  # rows of an IoU matrix computed at once (10000 quality boxes: 41 MB, not 800 MB)
 
 
@@ -87,14 +90,14 @@ def can_hold_face(boxes: np.ndarray, cfg: SelectiveSearchConfig) -> np.ndarray:
     return ok
 
 
-def canonical_order(boxes: np.ndarray, merge_iou: float) -> np.ndarray:
+def canonical_order(boxes: np.ndarray, rank_iou: float = RANK_IOU) -> np.ndarray:
     """Indices of `boxes` in an order that depends on the set of boxes only (not on their input
-    order): most neighbours with IoU >= merge_iou first, then x1, y1, x2, y2 ascending. Exact
+    order): most neighbours with IoU >= rank_iou first, then x1, y1, x2, y2 ascending. Exact
     duplicates must be removed first (np.unique)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    neighbours = np.concatenate([(box_iou(boxes[i:i + _CHUNK], boxes) >= merge_iou).sum(axis=1)
+    neighbours = np.concatenate([(box_iou(boxes[i:i + _CHUNK], boxes) >= rank_iou).sum(axis=1)
                                  for i in range(0, len(boxes), _CHUNK)])
     # np.lexsort: the last key is the primary one
     return np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -neighbours))
@@ -121,7 +124,7 @@ def finish_proposals(boxes: np.ndarray, width: int, height: int, cfg: SelectiveS
     mode = mode or cfg.mode
     boxes = round_and_clip(boxes, width, height)
     boxes = np.unique(boxes[can_hold_face(boxes, cfg)], axis=0)
-    boxes = boxes[canonical_order(boxes, cfg.merge_iou)]
+    boxes = boxes[canonical_order(boxes)]
     boxes = boxes[merge_near_duplicates(boxes, cfg.merge_iou)]
     limit = cfg.max_proposals if mode == "fast" else cfg.max_proposals_quality
     return boxes[:limit]
