@@ -152,16 +152,13 @@ def test_cli_resume_after_kill_and_bad_inputs(env, tmp_path):
     expected = bad_inputs(images)
     cmd = [sys.executable, "-m", "pipeline", "run", *map(str, AFW_IMAGES), str(images), "--model", str(env["model"]),
            "--out", str(out), "--config", str(env["config"])]
-    # 1) a run killed with SIGKILL as soon as its first result is written
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("*.json")) and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # 1) a run killed with SIGKILL right after its first result (deterministic: the run's own crash hook)
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}",
+                                              "HYPERFACE_CRASH_AT": "between_images:1"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
-    assert len(first) >= 1
+    assert len(first) == 1
     # 2) the rerun finishes the rest and redoes nothing already written
     counts = run([*AFW_IMAGES, images], env["model"], out, config=env["config"], progress=False)
     good = [p.stem for p in AFW_IMAGES] + [k for k, v in expected.items() if v == "CONVERTED"]
