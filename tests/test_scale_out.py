@@ -163,6 +163,19 @@ def test_worker_killed_mid_chunk_is_redone(work, local_run):
     assert (out / "run_log.txt").read_text() == ""  # nothing skipped, failed or reported "already done"
 
 
+def test_dask_run_errors_are_one_line(work, tmp_path, capsys):
+    import dask
+
+    from pipeline.cli import main
+    base = ["run", str(work["photos"]), "--model", str(MODEL), "--out", str(tmp_path / "out")]
+    assert main(base + ["--scheduler", "local", "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --workers must be >= 1, got 0"
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        assert main(base + ["--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: tcp://127.0.0.1:1: cannot reach the Dask scheduler") and "\n" not in err
+
+
 # ---------------------------------------------------------------- index
 def test_index_one_line_per_photo_after_kill_and_resume(work, local_run):
     out = work["root"] / "killed"
