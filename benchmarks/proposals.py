@@ -133,7 +133,7 @@ def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int
         rows = {}
         for name, r in results.items():
             for b in bins:
-                rows[f"{name} | {b} ({r['n_faces'][b]} faces)"] = {str(c): r["recall"][t][b][k] for k, c in enumerate(COUNTS)}
+                rows[f"{name} / {b} ({r['n_faces'][b]} faces)"] = {str(c): r["recall"][t][b][k] for k, c in enumerate(COUNTS)}
         tables[f"Recall at IoU > {t} vs proposals per photo (first N)"] = rows
     for name, props in methods.items():
         n = np.array([len(p) for p in props])

@@ -1,0 +1,112 @@
+"""int8 ONNX Runtime engine vs fp32, side by side in one run (issue 12 item 4).
+
+    python benchmarks/int8.py [--model models/hyperface] [--rounds 3] [--faces N]
+
+Calibration (pipeline/int8.py, static, MinMax): net inputs of regions of 10 held-out WIDER training
+photos (numbers 100-109 of the 150 held out by core.splits; benchmarks/ss_path.py scores the first
+40): 24 random selective-search proposals and up to 8 faces >= 20 px of each.
+Prints, for both engines: forward regions/s at batch 32 on real crops (rounds alternate fp32 and
+int8, best of 3 iterations each), and on the held-out aflw_crops test faces (the GT-box protocol of
+benchmarks/gt_box_eval.py): landmark NME / box size, yaw MAE, visibility accuracy, and the largest
+difference of the face score. Held-out AP of the full pipeline with each engine: benchmarks/ss_path.py
+--variants after int8.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core.config import HyperFaceConfig, load_config  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+CALIBRATION_PHOTOS = slice(100, 110)
+
+
+def calibration_batches(cfg: HyperFaceConfig) -> list[np.ndarray]:
+    """Net-input batches (one per photo) of the calibration regions (module docstring)."""
+    from core.proposals import selective_search
+    from core.splits import held_out_names
+    from data_prep.readers.wider import read_wider
+    from pipeline.geometry import make_batch
+
+    wider = read_wider(DATA / "wider_train", split="train", config=cfg)
+    held = held_out_names([r.image_id for r in wider], 150, "wider_train")
+    photos = [r for r in wider if r.image_id in held][CALIBRATION_PHOTOS]
+    rng = np.random.default_rng(0)
+    batches = []
+    for rec in photos:
+        image = cv2.imread(str(rec.path))
+        boxes = selective_search(image, cfg.selective_search)
+        pick = boxes[np.sort(rng.choice(len(boxes), min(24, len(boxes)), replace=False))]
+        faces = np.array([f.box for f in rec.faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= 20]).reshape(-1, 4)
+        batches.append(make_batch(image, np.concatenate([pick, faces[:8]]), cfg.input.size, cfg.input.mean_bgr))
+    return batches
+
+
+def int8_backend(model_dir: str | Path, cfg: HyperFaceConfig):
+    from pipeline.int8 import OnnxInt8Backend
+    from pipeline.model_store import load_model
+
+    model = load_model(model_dir)
+    return OnnxInt8Backend(model.prototxt, model.caffemodel, calibration_batches(cfg))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "models" / "hyperface"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--faces", type=int, default=None, help="at most this many aflw_crops test faces")
+    args = ap.parse_args(argv)
+    from benchmarks.gt_box_eval import load_heldout, predict_on_boxes, score_set
+    from core.proposals import selective_search
+    from pipeline.backends import make_backend
+    from pipeline.geometry import make_batch
+    from pipeline.model_store import load_model
+
+    cfg = load_config()
+    model = load_model(args.model)
+    t = time.perf_counter()
+    engines = {"fp32": make_backend("onnxruntime", model.prototxt, model.caffemodel),
+               "int8": int8_backend(args.model, cfg)}
+    print(f"engines ready in {time.perf_counter() - t:.1f} s (int8 model: {engines['int8'].path})")
+
+    image = cv2.imread(str(DATA / "afw_sample" / "1051618982.jpg"))
+    batch = make_batch(image, selective_search(image, cfg.selective_search)[:32], cfg.input.size, cfg.input.mean_bgr)
+    rates: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(args.rounds):
+        for name, eng in engines.items():
+            eng.forward(batch)
+            best = min(_timed(lambda: eng.forward(batch)) for _ in range(3))
+            rates[name].append(len(batch) / best)
+    for name, r in rates.items():
+        print(f"forward {name}, batch 32: {np.median(r):.1f} regions/s (rounds: {', '.join(f'{v:.1f}' for v in r)})")
+    print(f"int8 / fp32: {np.median(rates['int8']) / np.median(rates['fp32']):.2f}x")
+
+    items = load_heldout(DATA, ["aflw_crops"], cfg, args.faces)["aflw_crops"]
+    faces = [f for _, f in items]
+    preds = {name: predict_on_boxes(eng, items, cfg, f"aflw_crops {name}") for name, eng in engines.items()}
+    scores = {name: score_set("aflw_crops", faces, p, cfg)["metrics"] for name, p in preds.items()}
+    for key in ("NME_box", "MAE_yaw_deg", "visibility_acc", "score>thr"):
+        a, b = scores["fp32"][key], scores["int8"][key]
+        print(f"aflw_crops test ({len(faces)} faces) {key}: fp32 {a:.4f}, int8 {b:.4f} ({100 * (b - a) / a:+.1f} %)")
+    print(f"largest face-score difference: {np.abs(preds['fp32'].scores - preds['int8'].scores).max():.4f}")
+    return 0
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+if __name__ == "__main__":
+    sys.exit(main())
