@@ -26,9 +26,9 @@ from core.model_store import record_in_model
 log = logging.getLogger(__name__)
 
 
-def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg) -> dict:
+def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg, limit: int | None = None) -> dict:
     from benchmarks.score import load_ground_truth
-    gt, _ = load_ground_truth(dataset, data_dir, cfg)
+    gt, _ = load_ground_truth(dataset, data_dir, cfg, limit)
     records = gt[0] if dataset == "pascal" else gt
     boxes = {r.image_id: (np.stack([f.box for f in r.faces]) if r.faces else np.zeros((0, 4))) for r in records}
     results = results_io.read_results(results_dir)
@@ -49,10 +49,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", default="wider-heldout")
     p.add_argument("--data", type=Path, default=DATA_ROOT / "wider_train")
     p.add_argument("--config", default=None)
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of the set (as the run's --limit)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        chosen = choose_threshold(args.set, args.data, args.results, load_config(args.config))
+        chosen = choose_threshold(args.set, args.data, args.results, load_config(args.config), args.limit)
         record_in_model(args.model, detection_threshold=chosen["detection_threshold"], detection_threshold_chosen=chosen)
     except HyperFaceError as err:
         log.error("%s", err)

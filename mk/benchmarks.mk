@@ -46,16 +46,17 @@ bench-ablation: setup
 
 # The default detection threshold of MODEL (issue 11): the pipeline over the held-out WIDER photos at
 # CAL_THRESHOLD (below any candidate), then the best face-eval F1 threshold into MODEL/model.json.
-#   make calibrate-threshold MODEL=dir [CAL_THRESHOLD=0.3]
+#   make calibrate-threshold MODEL=dir [CAL_THRESHOLD=0.3] [CAL_LIMIT=N: the first N held-out photos]
 CAL_THRESHOLD ?= 0.3
+CAL_LIMIT ?=
 bench-wider-heldout: setup
 	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --out $(BENCH_OUT)/wider-heldout $(BENCH_ARGS)
 
 calibrate-threshold: setup
 	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --threshold $(CAL_THRESHOLD) \
-	  --out $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL)))
+	  --out $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL))) $(if $(CAL_LIMIT),--limit $(CAL_LIMIT))
 	$(PY) -m benchmarks threshold --model $(MODEL) --results $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL)))/results \
-	  --data $(DATA)/wider_train
+	  --data $(DATA)/wider_train $(if $(CAL_LIMIT),--limit $(CAL_LIMIT))
 
 # Side by side with MTCNN (PyPI faceie, the optional extra requirements-baselines.txt, installed here into
 # .venv, never by make setup) and OpenCV's Haar cascade on the held-out WIDER photos and afw_sample; resumable.

@@ -155,7 +155,7 @@ def test_cli_resume_after_kill_and_bad_inputs(env, tmp_path):
     # 1) a run killed with SIGKILL right after its first result (deterministic: the run's own crash hook)
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}",
                                               "HYPERFACE_CRASH_AT": "between_images:1"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
     assert proc.returncode == -signal.SIGKILL
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert len(first) == 1

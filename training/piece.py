@@ -98,7 +98,9 @@ def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, histor
     })
     meta = {"trained_here": "on the shared sets with training/piece.py (sampler-fed pieces), not the paper's AFLW split",
             "pieces": pieces}
-    return export_model(DEPLOY, caffemodel, spec.export_dir, fp16=True, meta=meta, config=cfg)
+    out = export_model(DEPLOY, caffemodel, spec.export_dir, fp16=True, meta=meta, config=cfg)
+    plot_validation(pieces, Path(out) / "validation.png")
+    return out
 
 
 def check_spec(spec: PieceSpec) -> None:
@@ -106,3 +108,32 @@ def check_spec(spec: PieceSpec) -> None:
         raise TrainingError(f"{spec.init}: initial model not found")
     if not Path(spec.data_root).is_dir():
         raise TrainingError(f"{spec.data_root}: data folder not found")
+
+
+def plot_validation(pieces: list[dict], png: Path) -> Path:
+    """Held-out validation of every piece of a training record against cumulative iterations:
+    region AP, share of selective-search background scored >= 0.5, NME/box, balanced gender accuracy."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    series: dict[str, list[tuple[int, float]]] = {}
+    offset = 0
+    for piece in pieces:
+        rows = piece.get("validation") or []
+        for row in rows:
+            for key in ("region_ap", "ss_fpr_at_0.5", "nme_box", "gender_balanced_acc"):
+                if key in row:
+                    series.setdefault(key, []).append((offset + int(row["iteration"]), float(row[key])))
+        offset += int(piece.get("iterations", 0)) if rows else 0
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, points in series.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", label=key)
+    ax.set_xlabel("iteration (pieces with validation, cumulative)")
+    ax.set_title("held-out validation per piece (training/validation.py)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
