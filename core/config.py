@@ -91,6 +91,8 @@ class TestConfig:
     detection_threshold: float = 0.5   # face probability to keep a region
     visibility_threshold: float = 0.5  # a landmark with lower predicted visibility is invisible
     irp_iterations: int = 1            # T of Algorithm 1
+    box_style: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # tx, ty, sx, sy applied to every output
+                                       # box (face-eval's box-style calibration); a model's model.json value wins
     irp_suppress_first: bool = True    # IRP only from the regions a first NMS (lnms_iou, on their landmark boxes)
                                        # keeps: one seed per face instead of every region above threshold
     lnms_iou: float = 0.5              # NMS overlap in Landmark-based NMS (Algorithm 2)

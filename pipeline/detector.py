@@ -17,7 +17,7 @@ from pipeline.errors import ModelError
 from pipeline.geometry import make_batch
 from pipeline.images import to_bgr8
 from pipeline.model_store import load_model
-from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces
+from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces, restyle_boxes
 from pipeline.proposals import SS_MODES, SSDProposer, selective_search
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ class HyperFace:
     Algorithm 1 (None: config value; forced to 0 for nets without landmarks). config: a
     HyperFaceConfig or a YAML path (None: config/hyperface.yaml). detection_threshold: face
     probability a region needs (None: the threshold chosen on held-out data and recorded in the
-    model's model.json, else the config's test.detection_threshold).
+    model's model.json, else the config's test.detection_threshold). The output boxes get the box
+    style (test.box_style: shift and scale) recorded in model.json next to the threshold, else the config's.
     """
 
     def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str = "fast",
@@ -54,6 +55,11 @@ class HyperFace:
             if not 0.0 <= float(threshold) <= 1.0:
                 raise ValueError(f"detection_threshold must be in [0, 1], got {threshold!r}")
             self.cfg = dataclasses.replace(self.cfg, test=dataclasses.replace(self.cfg.test, detection_threshold=float(threshold)))
+        style = self.model.meta.get("box_style")
+        if style is not None:
+            if len(style) != 4 or not all(np.isfinite(style)) or min(style[2:]) <= 0:
+                raise ModelError(self.model.model_dir / "model.json", f"box_style must be [tx, ty, sx > 0, sy > 0], got {style}")
+            self.cfg = dataclasses.replace(self.cfg, test=dataclasses.replace(self.cfg.test, box_style=tuple(float(v) for v in style)))
         self.backend = make_backend(backend, self.model.prototxt, self.model.caffemodel)
         has_landmarks = net_io.LANDMARKS in self.backend.outputs
         if net_io.DETECTION_PROB not in self.backend.outputs:
@@ -158,7 +164,12 @@ class HyperFace:
                 raise ValueError(f"unknown post-processing {post!r}; choose one of {POSTS}")
             regions = iterative_region_proposals(boxes, evaluate, test, irp)
             t2 = time.perf_counter()
-            results.append(landmark_nms(regions, test) if post == "lnms" else nms_faces(regions, test))
+            faces = landmark_nms(regions, test) if post == "lnms" else nms_faces(regions, test)
+            if tuple(test.box_style) != (0.0, 0.0, 1.0, 1.0) and faces:
+                styled = restyle_boxes(np.array([f.box for f in faces]), test.box_style)
+                for face, box in zip(faces, styled):
+                    face.box = box
+            results.append(faces)
             self.last_timings["post"] = self.last_timings.get("post", 0.0) + time.perf_counter() - t2
         self.last_timings["total"] = time.perf_counter() - t0
         return results

@@ -176,3 +176,14 @@ def nms_faces(regions: Regions, test: TestConfig, regress: bool = True) -> list[
     keep = nms(boxes, regions.scores, test.nms_iou)
     return [_face(boxes[i], regions.scores[i], regions.landmarks[i], regions.visibility[i], regions.pose_deg[i],
                   regions.gender_prob_male[i], test) for i in keep]
+
+
+def restyle_boxes(boxes: np.ndarray, style) -> np.ndarray:
+    """Boxes (n, 4) moved by (tx, ty) box sizes and scaled by (sx, sy) about their centres: the
+    box-style transform of face-eval's calibration (benchmarks.metrics.detection.calibrate_boxes),
+    so landmark-fitted boxes (the AFLW crop's box style) come out in a benchmark's style."""
+    tx, ty, sx, sy = (float(v) for v in style)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = (b[:, 2] - b[:, 0]) / 2, (b[:, 3] - b[:, 1]) / 2
+    cx, cy = (b[:, 0] + b[:, 2]) / 2 + tx * 2 * w, (b[:, 1] + b[:, 3]) / 2 + ty * 2 * h
+    return np.stack([cx - w * sx, cy - h * sy, cx + w * sx, cy + h * sy], axis=1)

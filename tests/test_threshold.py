@@ -34,7 +34,16 @@ def test_threshold_is_chosen_by_f1_and_used_by_the_pipeline(tmp_path):
     assert threshold_main(["--model", str(model), "--results", str(results)]) == 0
     doc = json.loads((model / "model.json").read_text())
     assert doc["detection_threshold"] == 0.9
+    assert doc["box_style"] == [0.0, 0.0, 1.0, 1.0]   # the one TP is the face box itself: no restyling
     assert doc["detection_threshold_chosen"]["faces"] == n_faces
     assert doc["detection_threshold_chosen"]["recall"] == pytest.approx(round(1 / n_faces, 4))
     assert HyperFace(model).cfg.test.detection_threshold == 0.9
     assert HyperFace(model, detection_threshold=0.25).cfg.test.detection_threshold == 0.25
+
+
+def test_restyle_boxes_hand_computed():
+    from pipeline.postprocess import restyle_boxes
+    # box 100 x 50 centred (50, 25): shift by (0.1, -0.2) box sizes -> centre (60, 15); scale (0.5, 2) -> 50 x 100
+    out = restyle_boxes(np.array([[0, 0, 100, 50]]), (0.1, -0.2, 0.5, 2.0))
+    np.testing.assert_allclose(out, [[35, -35, 85, 65]])
+    np.testing.assert_allclose(restyle_boxes(np.array([[1, 2, 3, 4]]), (0, 0, 1, 1)), [[1, 2, 3, 4]])
