@@ -1,7 +1,7 @@
-"""The shipped model (models/hyperface): it loads without pycaffe, and on held-out data (never
-trained on) it recognises faces, places landmarks, estimates yaw and gender, and finds the annotated
-faces of real photos. Thresholds were set from the measurement reported in the README, with margin;
-they are far from what a random-weight net gives (score 0.5, NME ~0.14-0.20, gender 50 %)."""
+"""The shipped model (models/hyperface) against held-out data it never trained on: it finds the
+faces of held-out photos without firing on everything, places landmarks, estimates yaw and gender
+better than a constant answer, and gives the demo photos their true face counts. The bounds are the
+measurements in the README ("The shipped model") with a margin for the subsets used here."""
 import json
 
 import cv2
@@ -9,19 +9,27 @@ import numpy as np
 import pytest
 
 from benchmarks.gt_box_eval import load_heldout, predict_on_boxes, score_set
+from benchmarks.metrics.classification import balanced_accuracy
 from core.config import load_config
 from core.geometry import box_iou
 from core.labels import LABEL_LAYOUT_VERSION
 
 CFG = load_config()
-# Bounds from the measurement in the README ("The shipped model": held-out aflw_crops NME_box 0.094,
-# face score 0.89, yaw MAE 14.7 deg; UTKFace gender 58.8 %), with margin for the subsets used here.
-# A net that predicts the mean shape scores NME_box ~0.14 and yaw MAE ~33 deg on the same faces.
-AFLW_MIN_SCORE = 0.75
-AFLW_MAX_NME = 0.115
-AFLW_MAX_YAW_MAE = 22.0
-UTK_MIN_GENDER_ACC = 0.54
-DETECTED_MAX_NME = 0.25
+# Measured on the held-out sets (README, "The shipped model"): aflw_crops NME/box 0.068, yaw MAE
+# 13.6 deg (998 faces; 300 here); UTKFace balanced gender accuracy 0.78. A mean-shape net scores NME
+# ~0.14 and yaw MAE ~33 deg, a constant gender answer 0.5 balanced accuracy.
+AFLW_MAX_NME = 0.080
+AFLW_MAX_YAW_MAE = 16.0
+UTK_MIN_BALANCED_GENDER = 0.66
+# Full pipeline at the model's default threshold on the first HELDOUT_PHOTOS held-out WIDER photos.
+HELDOUT_PHOTOS = 6
+HELDOUT_MAX_FP_PER_IMAGE = 3.0
+HELDOUT_MIN_RECALL = 0.3   # measured 3 of 9 faces >= 30 px on these 6 photos (0.53 on the first 60)
+# The demo photos (examples/images), faces annotated by hand here (x1, y1, x2, y2), and the IoU the
+# detection must reach: the cameraman is a profile behind a camera, where "the face box" is loose
+# (the hand box runs from the back of the head to the nose; the detection from the ear into the camera).
+DEMO_FACES = {"astronaut": [[172, 62, 278, 185]], "cameraman": [[172, 92, 262, 200]], "chelsea": []}
+DEMO_MIN_IOU = {"astronaut": 0.5, "cameraman": 0.3, "chelsea": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -39,45 +47,66 @@ def backend(model_dir):
     return make_backend("opencv", model.prototxt, model.caffemodel)
 
 
+@pytest.fixture(scope="module")
+def detector(model_dir):
+    from pipeline import HyperFace
+    return HyperFace(model_dir)
+
+
 def test_model_directory_is_small_and_described(model_dir):
-    meta = json.loads((model_dir / "model.json").read_text())
-    assert meta["label_layout_version"] == LABEL_LAYOUT_VERSION
-    assert meta["weights"] == "weights_fp16.npz"
+    doc = json.loads((model_dir / "model.json").read_text())
+    assert doc["label_layout_version"] == LABEL_LAYOUT_VERSION
+    assert doc["weights"] == "weights_fp16.npz"
     assert (model_dir / "weights_fp16.npz").stat().st_size < 70 * 2**20
-    assert meta["meta"]["hyperface_iterations"] > 0 and "mix" in meta["meta"]
+    pieces = doc["meta"]["pieces"]
+    assert pieces[-1]["iterations"] > 0 and pieces[-1]["validation"]
+    # the default threshold was chosen on held-out photos, not left at the config's 0.5
+    assert 0.0 < doc["detection_threshold"] < 1.0
+    assert doc["detection_threshold_chosen"]["chosen_on"] == "wider-heldout"
 
 
 def test_held_out_aflw_landmarks_and_yaw(backend, shared_data):
     faces = load_heldout(shared_data, sets=["aflw_crops"], config=CFG, limit=300)["aflw_crops"]
     pred = predict_on_boxes(backend, faces, CFG, "aflw_crops")
     metrics = score_set("aflw_crops", [f for _, f in faces], pred, CFG)["metrics"]
-    assert metrics["score_mean"] > AFLW_MIN_SCORE
     assert metrics["NME_box"] < AFLW_MAX_NME
     assert metrics["MAE_yaw_deg"] < AFLW_MAX_YAW_MAE
 
 
-def test_held_out_utkface_gender(backend, shared_data):
+def test_held_out_utkface_gender_beats_a_constant_answer(backend, shared_data):
     faces = load_heldout(shared_data, sets=["utkface"], config=CFG, limit=300)["utkface"]
     pred = predict_on_boxes(backend, faces, CFG, "utkface")
-    metrics = score_set("utkface", [f for _, f in faces], pred, CFG)["metrics"]
-    assert metrics["gender_acc"] > UTK_MIN_GENDER_ACC
+    male = np.array([f.gender == "m" for _, f in faces])
+    assert 0.3 < male.mean() < 0.7
+    assert balanced_accuracy(pred.gender_prob_male >= 0.5, male) > UTK_MIN_BALANCED_GENDER
 
 
-def test_finds_the_faces_of_held_out_photos(model_dir, shared_data):
+def test_held_out_photos_faces_found_and_few_false_positives(detector, shared_data):
+    """A model that calls everything a face fails here (the first shipped model gave ~25 per photo)."""
     from data_prep.readers import read_dataset
-    from pipeline import HyperFace
-    detector = HyperFace(model_dir)
-    records = read_dataset("300w", shared_data / "helen", split="test", limit=6)
-    found = 0
+    records = read_dataset("wider", shared_data / "wider_train", split="train-heldout", config=CFG)[:HELDOUT_PHOTOS]
+    min_side = CFG.benchmark.face_eval_min_gt_side
+    found = false_positives = counted = 0
     for record in records:
-        truth = record.faces[0]
         faces = detector.detect(cv2.imread(str(record.path)))
-        if not faces:
-            continue
-        best = max(faces, key=lambda f: box_iou(f.box[None], truth.box[None])[0, 0])
-        if box_iou(best.box[None], truth.box[None])[0, 0] > 0.5:
-            known = truth.landmarks_labelled & ~np.isnan(truth.landmarks).any(axis=1)
-            size = np.sqrt(np.prod(truth.box[2:] - truth.box[:2]))
-            nme = np.linalg.norm(best.landmarks[known] - truth.landmarks[known], axis=1).mean() / size
-            found += nme < DETECTED_MAX_NME
-    assert found >= 3          # measured: 4 of these 6
+        boxes = np.array([f.box for f in record.faces]).reshape(-1, 4)
+        big = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_side
+        counted += int(big.sum())
+        det = np.array([f.box for f in faces]).reshape(-1, 4)
+        iou = box_iou(det, boxes) if len(boxes) else np.zeros((len(det), 0))
+        # a detection on any annotated face (small ones included) is not a false positive
+        false_positives += int(np.sum(iou.max(axis=1, initial=0.0) <= CFG.benchmark.eval_iou)) if len(det) else 0
+        found += int(np.sum(iou[:, big].max(axis=0, initial=0.0) > CFG.benchmark.eval_iou)) if len(det) else 0
+    assert counted > 0
+    assert false_positives / len(records) <= HELDOUT_MAX_FP_PER_IMAGE
+    assert found / counted >= HELDOUT_MIN_RECALL
+
+
+@pytest.mark.parametrize("name", sorted(DEMO_FACES))
+def test_demo_photos_give_their_true_face_count(detector, repo_root, name):
+    faces = detector.detect(cv2.imread(str(repo_root / "examples" / "images" / f"{name}.jpg")))
+    truth = np.array(DEMO_FACES[name], dtype=float).reshape(-1, 4)
+    assert len(faces) == len(truth)
+    if len(truth):
+        det = np.array([f.box for f in faces])
+        assert box_iou(det, truth).max(axis=0).min() > DEMO_MIN_IOU[name]
