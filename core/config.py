@@ -141,6 +141,12 @@ class TrainingConfig:
     iterations: int = 4000             # iterations of one piece (about 1 h 15 on 2 cores)
     snapshot_every: int = 250
     val_every: int = 500               # held-out validation (training/validation.py) every this many iterations
+    # the from-scratch chain (make train-hyperface-scratch): data_prep mix -> R-CNN Face -> surgery -> HyperFace
+    scratch_mix: str = "aflw_crops=2500,wider=300,helen=400,utkface=1000"
+    scratch_rcnn_iterations: int = 1000
+    scratch_hyperface_iterations: int = 2100
+    scratch_rcnn_lr: float = 0.01       # from scratch R-CNN Face learns at 0.01
+    scratch_hyperface_lr: float = 0.002  # HyperFace diverged at 0.01 after ~800 iterations (model.json, piece 0)
     val_wider_photos: int = 150        # validation photos: WIDER train-heldout (all 150), HELEN testset, afw_sample
     val_helen_photos: int = 330
     val_landmark_crops: int = 300      # aflw_crops test split crops scored for NME / visibility / yaw

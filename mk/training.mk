@@ -21,9 +21,9 @@ EXPORT ?= $(TRAIN_OUT)/model
 VAL_AFW ?= $(DATA)/afw_sample
 MINE_THRESHOLD ?= 0.5
 MINE_PHOTOS ?=
-TRAIN_MIX ?= aflw_crops=2500,wider=300,helen=400,utkface=1000
-RCNN_ITERS ?= 1000
-HYPERFACE_ITERS ?= 2100
+TRAIN_MIX ?=
+RCNN_ITERS ?=
+HYPERFACE_ITERS ?=
 TRAIN_BATCH ?=
 SNAPSHOT_EVERY ?=
 SCRATCH_OUT ?= $(HOME)/.cache/hyperface/runs/scratch
@@ -42,7 +42,8 @@ mine-negatives: setup
 	  --data-root $(DATA) $(if $(MINE_PHOTOS),--photos-per-set $(MINE_PHOTOS)) $(if $(CONFIG),--config $(CONFIG))
 
 train-hyperface-scratch: setup
-	$(PY) -m training chain --out $(SCRATCH_OUT) --mix $(TRAIN_MIX) --data-root $(DATA) \
-	  --rcnn-iters $(RCNN_ITERS) --hyperface-iters $(HYPERFACE_ITERS) --export $(SCRATCH_EXPORT) \
+	$(PY) -m training chain --out $(SCRATCH_OUT) --data-root $(DATA) --export $(SCRATCH_EXPORT) \
+	  $(if $(TRAIN_MIX),--mix $(TRAIN_MIX)) $(if $(RCNN_ITERS),--rcnn-iters $(RCNN_ITERS)) \
+	  $(if $(HYPERFACE_ITERS),--hyperface-iters $(HYPERFACE_ITERS)) \
 	  $(if $(TRAIN_BATCH),--batch $(TRAIN_BATCH)) $(if $(SNAPSHOT_EVERY),--snapshot-every $(SNAPSHOT_EVERY)) \
 	  $(if $(CONFIG),--config $(CONFIG))

@@ -18,16 +18,16 @@ def main(argv=None) -> int:
 
     chain = sub.add_parser("chain", help="data_prep mix -> R-CNN Face -> surgery -> HyperFace -> export")
     chain.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
-    chain.add_argument("--mix", default="aflw_crops=4000,wider=600,helen=870,utkface=1500")
+    chain.add_argument("--mix", default=None, help="default: training.scratch_mix of the config")
     chain.add_argument("--data-root", type=Path, default=SHARED_DATA)
     chain.add_argument("--config", type=Path, default=None, help="config YAML passed to data_prep (labels, sampling)")
     chain.add_argument("--lmdb", type=Path, default=None, help="existing LMDB folder (skips data_prep)")
-    chain.add_argument("--rcnn-iters", type=int, default=2000)
-    chain.add_argument("--hyperface-iters", type=int, default=4000)
-    chain.add_argument("--rcnn-lr", type=float, default=None)
-    chain.add_argument("--hyperface-lr", type=float, default=None)
-    chain.add_argument("--batch", type=int, default=32)
-    chain.add_argument("--snapshot-every", type=int, default=200)
+    chain.add_argument("--rcnn-iters", type=int, default=None, help="default: training.scratch_rcnn_iterations")
+    chain.add_argument("--hyperface-iters", type=int, default=None, help="default: training.scratch_hyperface_iterations")
+    chain.add_argument("--rcnn-lr", type=float, default=None, help="default: training.scratch_rcnn_lr")
+    chain.add_argument("--hyperface-lr", type=float, default=None, help="default: training.scratch_hyperface_lr")
+    chain.add_argument("--batch", type=int, default=None, help="default: training.batch_size")
+    chain.add_argument("--snapshot-every", type=int, default=None, help="default: training.snapshot_every")
     chain.add_argument("--alexnet", type=Path, default=None, help="ImageNet AlexNet caffemodel (optional)")
     chain.add_argument("--export", type=Path, default=None, help="model directory to write at the end")
     chain.add_argument("--workers", type=int, default=2)
@@ -69,10 +69,16 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "chain":
-            run_chain(ChainSpec(out_dir=args.out, mix=args.mix, data_root=args.data_root,
-                                rcnn_iters=args.rcnn_iters, hyperface_iters=args.hyperface_iters,
-                                batch_size=args.batch, rcnn_lr=args.rcnn_lr, hyperface_lr=args.hyperface_lr,
-                                snapshot_every=args.snapshot_every, alexnet_weights=args.alexnet,
+            from core.config import load_config
+            tc = load_config(args.config).training
+            pick = lambda value, default: default if value is None else value  # noqa: E731
+            run_chain(ChainSpec(out_dir=args.out, mix=pick(args.mix, tc.scratch_mix), data_root=args.data_root,
+                                rcnn_iters=pick(args.rcnn_iters, tc.scratch_rcnn_iterations),
+                                hyperface_iters=pick(args.hyperface_iters, tc.scratch_hyperface_iterations),
+                                batch_size=pick(args.batch, tc.batch_size),
+                                rcnn_lr=pick(args.rcnn_lr, tc.scratch_rcnn_lr),
+                                hyperface_lr=pick(args.hyperface_lr, tc.scratch_hyperface_lr),
+                                snapshot_every=pick(args.snapshot_every, tc.snapshot_every), alexnet_weights=args.alexnet,
                                 export_dir=args.export, lmdb_dir=args.lmdb, workers=args.workers,
                                 config=args.config))
         elif args.command == "piece":
