@@ -63,7 +63,7 @@ def current_umask() -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes, mid_write=None) -> None:
-    """Write via a temp file `.<name>.XXXX.tmp` in the same folder and os.replace (never a
+    """Write via a temp file `.<name>.<random suffix>.tmp` in the same folder and os.replace (never a
     half-written file). The file gets the permissions of a plain open() (0666 less the umask), not
     mkstemp's 0600. mid_write: called after half of the bytes are written (crash tests)."""
     path = Path(path)

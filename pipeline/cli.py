@@ -118,19 +118,8 @@ def run(inputs: list[str | Path], model: str | Path, out: str | Path, backend: s
     detector = HyperFace(model, backend=backend, proposals=proposals, post=post, irp_iterations=irp_iterations,
                          config=cfg, ssd_model_dir=ssd_model)
     settings = run_settings(detector)
-    if state.check_settings(settings, force):
-        log.warning("%s: --force: results made with other settings will be redone", out)
-    remove_stale_temp_files(out)
-    state.save()
-    index = ResultIndex(out)
-    index.sync()  # results a killed run wrote after its last index line
+    index, counts = start_results(out, state, settings, force, scan, run_log)
     crash_point("before_results")
-    counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0, "missing": len(scan.missing)}
-    for p in scan.missing:
-        run_log.add("MISSING", p, "no such file or folder")
-    for p, problem in scan.problems:
-        counts["skipped"] += 1
-        run_log.add("SKIPPED", p, problem)
     # disable=None: a progress bar only on a terminal, so logs and captured stderr hold one-line messages
     for path, stem in tqdm(list(zip(scan.paths, names)), desc="images", unit="img",
                            disable=None if progress else True):
@@ -140,6 +129,25 @@ def run(inputs: list[str | Path], model: str | Path, out: str | Path, backend: s
             index.add(stem)
             crash_point("between_images")
     return counts
+
+
+def start_results(out: Path, state, settings: dict, force: bool, scan, run_log) -> tuple:
+    """The steps a local and a Dask run share before the first photo: the settings check (refused
+    or, with --force, redone), stale temp files removed, the run state saved, the index synced, and
+    missing / unreadable inputs logged. Returns (ResultIndex, counts)."""
+    if state.check_settings(settings, force):
+        log.warning("%s: --force: results made with other settings will be redone", out)
+    remove_stale_temp_files(out)
+    state.save()
+    index = ResultIndex(out)
+    index.sync()  # results a killed run wrote after its last index line
+    counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0, "missing": len(scan.missing)}
+    for p in scan.missing:
+        run_log.add("MISSING", p, "no such file or folder")
+    for p, problem in scan.problems:
+        counts["skipped"] += 1
+        run_log.add("SKIPPED", p, problem)
+    return index, counts
 
 
 def already_done(json_path: Path, settings: dict | None = None) -> bool:

@@ -36,8 +36,8 @@ from core.config import load_config
 from pipeline import cli
 from pipeline.errors import PipelineError
 from pipeline.images import scan_inputs
-from pipeline.index import INDEX_NAME, ResultIndex, index_record, read_result
-from pipeline.run_state import (RUN_STATE, RunState, check_no_shadowing, prepare_out, remove_stale_temp_files,
+from pipeline.index import INDEX_NAME, index_record, read_result
+from pipeline.run_state import (RUN_STATE, RunState, check_no_shadowing, prepare_out,
                                 settings_difference)
 
 log = logging.getLogger(__name__)
@@ -206,18 +206,7 @@ def _run_on_cluster(scheduler, workers, options, task_threads, force, chunk_size
             if s != settings:
                 raise PipelineError(addr, "this worker's settings differ from another's ("
                                     + "; ".join(settings_difference(settings, s)[:3]) + ")")
-        if state.check_settings(settings, force):
-            log.warning("%s: --force: results made with other settings will be redone", out)
-        remove_stale_temp_files(out)
-        state.save()
-        index = ResultIndex(out)
-        index.sync()  # results a killed run wrote after its last index line
-        counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0, "missing": len(scan.missing)}
-        for p in scan.missing:
-            run_log.add("MISSING", p, "no such file or folder")
-        for p, problem in scan.problems:
-            counts["skipped"] += 1
-            run_log.add("SKIPPED", p, problem)
+        index, counts = cli.start_results(out, state, settings, force, scan, run_log)
         pending = []
         for path, stem in zip(scan.paths, names):
             json_path = out / f"{stem}.json"

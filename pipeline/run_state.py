@@ -11,7 +11,7 @@
 Checks made before any detection: the output folder is a folder, can be created and written, and
 no output could overwrite or be read back as an input. A result counts as done only when its JSON
 parses, follows pipeline/face_schema.json, has this run's settings and its PNG exists; else it is
-redone. Temp files that a killed run left (`.<name>.XXXX.tmp`) are removed at the start.
+redone. Temp files that a killed run left (`.<name>.<random suffix>.tmp`) are removed at the start.
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def prepare_out(out: Path) -> Path:
 
 
 def remove_stale_temp_files(out: Path) -> list[Path]:
-    """Delete the `.<name>.XXXX.tmp` files an interrupted run left in `out`; returns them."""
+    """Delete the `.<name>.<random suffix>.tmp` files an interrupted run left in `out`; returns them."""
     removed = []
     for p in sorted(out.glob(".*.tmp")):
         if p.is_file() and not p.is_symlink():
