@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -49,14 +48,19 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipe")
     patch = pytest.MonkeyPatch()
     patch.setenv("HYPERFACE_MODEL_CACHE", str(root / "cache"))  # expanded fp16 weights go here
+    yield make_tiny_env(root)
+    patch.undo()
+
+
+def make_tiny_env(root: Path) -> dict:
+    """The tiny fixture model (with a random SSD proposal net) and a small config under `root`."""
     model = make_model_dir(TINY, root / "model", tiny_weights(), fp16=True)
     if SSD.is_file():
         make_model_dir(SSD, model / "proposals", random_weights(SSD, 1), fp16=True)
     cfg = root / "small.yaml"
     cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\n"
                    "test: {batch_size: 16, max_image_side: 700}\n")
-    yield {"root": root, "model": model, "config": cfg}
-    patch.undo()
+    return {"root": root, "model": model, "config": cfg}
 
 
 def test_net_shapes_and_flops_by_hand():

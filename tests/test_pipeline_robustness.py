@@ -27,15 +27,13 @@ from pipeline.errors import BadImageError, ModelError
 from pipeline.fixtures import make_model_dir
 from pipeline.images import decode_image, read_image, to_bgr8
 from pipeline.model_store import WEIGHTS_FP16, load_model
-from pipeline.net_shapes import random_weights
 from pipeline.run_state import RUN_STATE
-from test_pipeline_e2e import TINY, tiny_weights  # the tiny fixture net: a mean-shape face in every box
+from test_pipeline_e2e import TINY, make_tiny_env, tiny_weights  # the tiny fixture net: a mean-shape face in every box
 
 REPO = Path(__file__).resolve().parents[1]
 AFW = DATA_ROOT / "afw_sample"
 pytestmark = pytest.mark.skipif(not AFW.is_dir(), reason=f"needs the shared data folder ({AFW} not found)")
 PHOTOS = [AFW / f"{n}.jpg" for n in ("1004109301", "1051618982", "111076519")]
-SSD = REPO / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +41,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("robust")
     patch = pytest.MonkeyPatch()
     patch.setenv("HYPERFACE_MODEL_CACHE", str(root / "cache"))
-    model = make_model_dir(TINY, root / "model", tiny_weights(), fp16=True)
-    make_model_dir(SSD, model / "proposals", random_weights(SSD, 1), fp16=True)
-    cfg = root / "small.yaml"
-    cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\n"
-                   "test: {batch_size: 16, max_image_side: 700}\n")
-    yield {"root": root, "model": model, "config": cfg}
+    yield make_tiny_env(root)
     patch.undo()
 
 
