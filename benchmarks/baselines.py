@@ -83,7 +83,11 @@ class HaarDetector:
         rects, _levels, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size), outputRejectLevels=True)
-        return np.asarray(rects, dtype=np.float64).reshape(-1, 4), np.asarray(weights, dtype=np.float64).reshape(-1)
+        rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        # OpenCV's parallel cascade returns its groups in a thread-dependent order: best score first, ties by box
+        order = np.lexsort((rects[:, 3], rects[:, 2], rects[:, 1], rects[:, 0], -weights))
+        return rects[order], weights[order]
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         rects, weights = self.raw(image_bgr)

@@ -23,7 +23,9 @@ def _direct_haar(path):
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     gray = cv2.equalizeHist(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY))
     rects, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=3, outputRejectLevels=True)
-    return np.asarray(rects, dtype=np.float64).reshape(-1, 4), np.asarray(weights, dtype=np.float64).reshape(-1)
+    rects, weights = np.asarray(rects, dtype=np.float64).reshape(-1, 4), np.asarray(weights, dtype=np.float64).reshape(-1)
+    order = sorted(range(len(weights)), key=lambda k: (-weights[k], *rects[k]))  # best first, ties by box
+    return rects[order], weights[order]
 
 
 def test_haar_baseline_on_two_heldout_photos(tmp_path):
