@@ -40,7 +40,7 @@ export LD_LIBRARY_PATH := $(CAFFE_PREFIX)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRA
 export PATH := $(CAFFE_PREFIX)/bin:$(VENV)/bin:$(PATH)
 RUN := env PYTHONPATH=$(PYTHONPATH) LD_LIBRARY_PATH=$(LD_LIBRARY_PATH) PATH=$(PATH)
 
-.PHONY: help setup test clean distclean clean-caffe-cache
+.PHONY: help setup setup-train test clean distclean clean-caffe-cache
 
 help:
 	@echo "make setup   - apt deps, .venv, build/reuse Caffe at $(CAFFE_PREFIX)"
@@ -66,7 +66,12 @@ $(SETUP_STAMP): requirements.txt $(sort $(wildcard third_party/caffe/*.patch)) s
 $(CAFFE_PREFIX)/.complete $(PY): ;
 
 # pytest exit 5 (no tests collected) is a failure.
-test: setup
+# The GPU piece's extra (requirements-train.txt: PyTorch for training/torch_net.py), which the tests of
+# the mirror need; the product does not. Idempotent.
+setup-train: setup
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q -r requirements-train.txt
+
+test: setup setup-train
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests -> failing" >&2; exit 1; fi; \
 	exit $$rc

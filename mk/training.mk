@@ -47,3 +47,20 @@ train-hyperface-scratch: setup
 	  $(if $(HYPERFACE_ITERS),--hyperface-iters $(HYPERFACE_ITERS)) \
 	  $(if $(TRAIN_BATCH),--batch $(TRAIN_BATCH)) $(if $(SNAPSHOT_EVERY),--snapshot-every $(SNAPSHOT_EVERY)) \
 	  $(if $(CONFIG),--config $(CONFIG))
+
+# A piece on a GPU (training/accelerated.py): the same sampler, labels and losses, run by a PyTorch mirror of
+# prototxt/hyperface/deploy.prototxt; BatchNorm after every convolution from scratch, folded at export.
+#   make pack-gpu-data [GPU_PACK=~/.cache/hyperface/gpu_pack]        here: data + net as upload chunks
+#   (on the GPU machine)  cat chunk_* | tar xzf - -C /tmp/hf && \
+#       python -m training.accelerated train --data-root /tmp/hf/data --net /tmp/hf/net.json --out OUT --iters 9500
+#   make import-gpu-piece GPU_OUT=OUT [GPU_EXPORT=dir]               here: OUT -> model folder + record
+GPU_PACK ?= $(HOME)/.cache/hyperface/gpu_pack
+GPU_OUT ?=
+GPU_EXPORT ?= $(HOME)/.cache/hyperface/runs/gpu/model
+.PHONY: pack-gpu-data import-gpu-piece
+pack-gpu-data: setup
+	$(PY) -m training.accelerated pack --data-root $(DATA) --out $(GPU_PACK) $(if $(CONFIG),--config $(CONFIG))
+
+import-gpu-piece: setup
+	@test -n "$(GPU_OUT)" || { echo "make import-gpu-piece: set GPU_OUT=<folder the GPU piece wrote>" >&2; exit 2; }
+	$(PY) -m training.accelerated import $(GPU_OUT) --export $(GPU_EXPORT) $(if $(CONFIG),--config $(CONFIG))
