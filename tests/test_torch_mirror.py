@@ -169,9 +169,10 @@ def test_weight_parts_round_trip_and_lr_schedule(tmp_path, layers):
 
 @pytest.mark.skipif(not (DATA_ROOT / "wider_train").is_dir(), reason="needs ../shared/data")
 def test_cpu_piece_trains_exports_and_imports_a_loadable_model(tmp_path, layers):
-    """A 6-iteration piece (CPU, from scratch with BN) lowers the training loss on a repeated batch
-    schedule, writes its record, and imports into a model folder whose pipeline forward equals the
-    mirror's (BN folded)."""
+    """A 6-iteration piece (CPU, from scratch with BN) with a mining round after iteration 3 writes its
+    losses, held-out rows, mined pool and record, and imports into a model folder whose pipeline
+    forward equals the mirror's with the exported (BN-folded) weights."""
+    import gzip
     from pipeline.backends import make_backend
     from pipeline.model_store import load_model
     from training.accelerated import RECORD, import_piece, main
@@ -180,13 +181,21 @@ def test_cpu_piece_trains_exports_and_imports_a_loadable_model(tmp_path, layers)
     out = tmp_path / "piece"
     rc = main(["train", "--data-root", str(DATA_ROOT), "--net", str(net_json), "--out", str(out), "--cpu",
                "--iters", "6", "--batch", "8", "--lr", "0.01", "--warmup", "1", "--workers", "0",
-               "--log-every", "2", "--heldout-every", "3", "--heldout-batches", "1", "--no-prefill"])
+               "--log-every", "2", "--heldout-every", "3", "--heldout-batches", "1", "--no-prefill",
+               "--mine-at", "0.5", "--mine-candidates", "512", "--mine-threshold", "0.0", "--mine-keep", "50"])
     assert rc == 0
     record = json.loads((out / RECORD).read_text())
     assert record["iterations"] == 6 and record["final"] and record["batch_size"] == 8
     assert [h["iteration"] for h in record["heldout_loss"]] == [3, 6]
     rows = (out / "losses.csv").read_text().splitlines()
     assert len(rows) == 1 + 3
+    # threshold 0: every one of the 2 x 256 candidates is above it, the 50 best are kept
+    assert record["mining"]["candidates"] == 512 and record["mining"]["above_threshold"] == 512
+    assert record["mining"]["kept"] == 50 and record["mining"]["at_iteration"] == 3
+    with gzip.open(out / "mined.jsonl.gz", "rt") as f:
+        mined = [json.loads(line) for line in f]
+    assert len(mined) == 50 and all((DATA_ROOT / m["image"]).is_file() for m in mined)
+    assert [m["score"] for m in mined] == sorted((m["score"] for m in mined), reverse=True)
     model_dir = import_piece(out, tmp_path / "model")
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["meta"]["pieces"][0]["iterations"] == 6
