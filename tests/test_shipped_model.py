@@ -24,8 +24,8 @@ AFLW_MAX_YAW_MAE = 10.5
 UTK_MIN_BALANCED_GENDER = 0.88
 # Full pipeline at the model's default threshold on the first HELDOUT_PHOTOS held-out WIDER photos.
 HELDOUT_PHOTOS = 6
-HELDOUT_MAX_FP_PER_IMAGE = 3.0
-HELDOUT_MIN_RECALL = 0.3   # measured 3 of 9 faces >= 30 px on these 6 photos (0.53 on the first 60)
+HELDOUT_MAX_FP_PER_IMAGE = 1.0   # measured 0 false positives on these 6 photos
+HELDOUT_MIN_RECALL = 0.5   # measured 6 of 9 faces >= 30 px (the previous model 3 of 9, which fails)
 # The demo photos (examples/images), faces annotated by hand here (x1, y1, x2, y2), and the IoU the
 # detection must reach: the cameraman is a profile behind a camera, where "the face box" is loose
 # (the hand box runs from the back of the head to the nose; the detection from the ear into the camera).
