@@ -199,6 +199,12 @@ def test_cpu_piece_trains_exports_and_imports_a_loadable_model(tmp_path, layers)
     model_dir = import_piece(out, tmp_path / "model")
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["meta"]["pieces"][0]["iterations"] == 6
+    # the mined regions as a pool the next (Caffe) piece reads here: same boxes, paths under the data root
+    from training.sampler import read_mined
+    pool = read_mined(meta["meta"]["pieces"][0]["mined_pool"])
+    assert [p for p, _b in pool] == [DATA_ROOT.resolve() / m["image"] for m in mined]
+    assert all(p.is_file() for p, _b in pool)
+    np.testing.assert_array_equal(np.array([b for _p, b in pool]), np.array([m["box"] for m in mined]))
     model = load_model(model_dir)
     backend = make_backend("onnxruntime", model.prototxt, model.caffemodel)
     data = np.random.default_rng(4).uniform(-100, 100, size=(2, 3, 227, 227)).astype(np.float32)

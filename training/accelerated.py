@@ -145,6 +145,18 @@ def prefill(sampler, workers: int) -> int:
     return len(paths)
 
 
+def present_only(pools):
+    """`pools` without the images that are not on disk (a packed folder holds only the first
+    --heldout-limit images of each held-out set)."""
+    here = lambda path: Path(path).is_file()  # noqa: E731
+    pools.faces = {name: [r for r in refs if here(r.image.path)] for name, refs in pools.faces.items()}
+    pools.landmark_faces = [r for r in pools.landmark_faces if here(r.image.path)]
+    pools.photos_with_faces = [r for r in pools.photos_with_faces if here(r.path)]
+    pools.background_photos = [r for r in pools.background_photos if here(r.path)]
+    pools.face_free_photos = [r for r in pools.face_free_photos if here(r.path)]
+    return pools
+
+
 def lr_at(iteration: int, total: int, base_lr: float, warmup: int, power: float) -> float:
     """Linear warm-up over `warmup` iterations, then Caffe's "poly" decay to 0 at `total`."""
     if iteration < warmup:
@@ -290,13 +302,7 @@ def train(args) -> dict:
     t0 = time.time()
     n_images = prefill(sampler, max(1, os.cpu_count() or 1)) if args.prefill else 0
     log.info("decoded %d images in %.1f s; pools %s", n_images, time.time() - t0, json.dumps(pools.counts()))
-    held_pools = build_pools(heldout_sets(Path(args.data_root)), cfg)
-    # a packed folder holds only the first images of each held-out set
-    for name in list(held_pools.faces):
-        held_pools.faces[name] = [r for r in held_pools.faces[name] if Path(r.image.path).is_file()]
-    held_pools.landmark_faces = [r for r in held_pools.landmark_faces if Path(r.image.path).is_file()]
-    held_pools.photos_with_faces = [r for r in held_pools.photos_with_faces if Path(r.path).is_file()]
-    held_pools.background_photos = [r for r in held_pools.background_photos if Path(r.path).is_file()]
+    held_pools = present_only(build_pools(heldout_sets(Path(args.data_root)), cfg))
     held = RegionSampler(held_pools, cfg, batch_size=args.batch, seed=args.seed + 1)
     held_batches = [held.draw(k)[:2] for k in range(args.heldout_batches)]
 
@@ -426,8 +432,8 @@ def train(args) -> dict:
 
 
 def write_mined(path: Path, mined: list, data_root: Path, scores: np.ndarray) -> Path:
-    """The mined pool as gzipped JSON Lines (image relative to the data root, box, score): the
-    format of training/mining.py's pool, for the next piece on any machine."""
+    """The mined pool as gzipped JSON Lines (image relative to the data root, box, score), so it
+    travels between machines; `import` turns it into a pool for the next piece here."""
     import gzip
     with gzip.open(path, "wt") as f:
         for (image, box), score in zip(mined, scores):
@@ -439,15 +445,35 @@ def write_mined(path: Path, mined: list, data_root: Path, scores: np.ndarray) ->
 
 # ----------------------------------------------------------------------------------------------
 # import (here)
-def import_piece(parts_dir: Path, export_dir: Path, cfg=None) -> Path:
-    """The GPU piece's weights and record as a model folder (deploy prototxt of prototxt/hyperface)."""
+def local_mined_pool(parts_dir: Path, data_root: Path) -> Path | None:
+    """parts_dir/mined_pool.jsonl: the piece's mined regions in training/mining.py's pool format with
+    image paths under this machine's `data_root` (`make train-hyperface MINED=...`); None without any."""
+    import gzip
+    source = Path(parts_dir) / MINED
+    if not source.is_file():
+        return None
+    target = Path(parts_dir) / "mined_pool.jsonl"
+    with gzip.open(source, "rt") as f, open(target, "w") as out:
+        for line in f:
+            if line.strip():
+                item = json.loads(line)
+                item["image"] = str(Path(data_root).resolve() / item["image"])
+                out.write(json.dumps({**item, "round": 0}) + "\n")
+    return target
+
+
+def import_piece(parts_dir: Path, export_dir: Path, cfg=None, data_root: Path | None = None) -> Path:
+    """The GPU piece's weights and record as a model folder (deploy prototxt of prototxt/hyperface);
+    its mined regions become parts_dir/mined_pool.jsonl under `data_root` (default: core.config.DATA_ROOT)."""
     import tempfile
 
     from core.model_store import export_model, write_caffemodel
     from training.piece import DEPLOY, plot_validation
 
+    from core.config import DATA_ROOT
     parts_dir = Path(parts_dir)
     record = json.loads((parts_dir / RECORD).read_text())
+    pool = local_mined_pool(parts_dir, data_root or DATA_ROOT)
     weights = load_weight_parts(parts_dir)
     with tempfile.TemporaryDirectory() as tmp:
         caffemodel = write_caffemodel(DEPLOY, weights, Path(tmp) / "accelerated.caffemodel")
@@ -455,7 +481,8 @@ def import_piece(parts_dir: Path, export_dir: Path, cfg=None) -> Path:
                  # the piece's held-out validation: the eq. 6 task losses on fixed batches of WIDER
                  # train-heldout, aflw_crops test and UTKFace test (never trained on)
                  "validation": record.get("heldout_loss", []),
-                 "validation_kind": "held-out loss per task (training/accelerated.py heldout_sets)"}
+                 "validation_kind": "held-out loss per task (training/accelerated.py heldout_sets)",
+                 "mined_pool": str(pool) if pool else None}
         meta = {"trained_here": "on the shared sets with training/accelerated.py (the sampler of training/sampler.py, "
                                 "the losses of prototxt/hyperface/train_val.prototxt, a PyTorch mirror of the deploy net "
                                 "on a GPU), not the paper's AFLW split",
@@ -538,6 +565,8 @@ def main(argv=None) -> int:
     i = sub.add_parser("import", help="GPU piece output -> model folder")
     i.add_argument("parts", type=Path)
     i.add_argument("--export", type=Path, required=True)
+    i.add_argument("--data-root", type=Path, default=None, help="where the mined pool's images are here "
+                                                                 "(default: ../shared/data)")
     i.add_argument("--config", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -550,7 +579,7 @@ def main(argv=None) -> int:
     elif args.command == "train":
         train(args)
     else:
-        print(import_piece(args.parts, args.export, load_config(args.config)))
+        print(import_piece(args.parts, args.export, load_config(args.config), args.data_root))
     return 0
 
 
