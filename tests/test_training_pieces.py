@@ -65,7 +65,8 @@ def test_mining_round_keeps_exactly_the_scored_false_positives(tmp_path):
     wider = read_dataset("wider", DATA_ROOT / "wider_train", split="train-fit", config=cfg)[:2]
     free = read_dataset("face_free", DATA_ROOT / "face_free")[:1]
     records = wider + free
-    spec = MiningSpec(tmp_path / "pool.jsonl", round=1, threshold=0.3, proposals_per_photo=40, keep_per_photo=40)
+    # a low threshold: the shipped model scores few background regions above 0.3 (there must be something to mine)
+    spec = MiningSpec(tmp_path / "pool.jsonl", round=1, threshold=0.05, proposals_per_photo=40, keep_per_photo=40)
     counts = mine_round(records, model_scorer(MODEL, cfg), cfg, spec, progress=False)
 
     # the same proposals through pycaffe directly (not the pipeline's ONNX Runtime backend)
@@ -82,8 +83,8 @@ def test_mining_round_keeps_exactly_the_scored_false_positives(tmp_path):
         borderline |= {(str(record.path), tuple(np.round(b, 2))) for b, p in zip(boxes, probs) if abs(p - spec.threshold) < 1e-3}
     got = {(d["image"], tuple(d["box"])) for d in map(json.loads, (tmp_path / "pool.jsonl").read_text().splitlines())}
     assert got - borderline == expected - borderline
-    assert counts == {"threshold": 0.3, "photos": 3, "regions_scored": scored, "kept": len(got)}
-    assert len(got) > 0  # the shipped model fires on background: there is something to mine
+    assert counts == {"threshold": 0.05, "photos": 3, "regions_scored": scored, "kept": len(got)}
+    assert len(got) > 0  # there is something to mine
     # a rerun of the same round skips every finished photo and adds nothing
     again = mine_round(records, model_scorer(MODEL, cfg), cfg, spec, progress=False)
     assert again["kept"] == len(got) and len((tmp_path / "pool.jsonl").read_text().splitlines()) == len(got)
