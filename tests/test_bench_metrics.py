@@ -59,6 +59,32 @@ def test_calibration_recovers_a_scale():
     np.testing.assert_allclose(t, [0, 0, 100 / 90, 100 / 90])
 
 
+def test_calibration_total_reproduces_its_boxes_after_several_rounds():
+    """The returned style, applied once to the input boxes, gives the calibrated boxes, also when the
+    rounds both shift and scale (a shift of a later round is in units of the scaled box)."""
+    from pipeline.postprocess import restyle_boxes
+    gts = {"a": np.array([[191.0, 81, 234, 132]]), "b": np.array([[274.0, 182, 358, 283]]),
+           "c": np.array([[245.0, 1, 336, 111]])}
+    # detections 1.2-1.5x wider and shifted, unequally: `b` (IoU 0.47) is matched only after the first round, so later rounds still move the boxes
+    dets = {"a": (np.array([[191.0, 81, 242, 142]]), np.ones(1)), "b": (np.array([[265.0, 168, 388, 316]]), np.ones(1)),
+            "c": (np.array([[241.0, 0, 352, 133]]), np.ones(1))}
+    cal, total = calibrate_boxes(dets, gts, CFG.face_eval_min_gt_side, CFG.eval_iou, 3)
+    for k, (boxes, _) in dets.items():
+        np.testing.assert_allclose(restyle_boxes(boxes, total), cal[k][0], atol=1e-9)
+    assert abs(total[2] - 1) > 1e-2      # a case that scales
+
+
+def test_composed_box_styles_equal_applying_both():
+    from benchmarks.metrics.detection import compose_box_styles
+    from pipeline.postprocess import restyle_boxes
+    boxes = np.array([[10.0, 20, 110, 220], [0, 0, 30, 40]])
+    first, then = (-0.05, -0.1, 0.63, 0.88), (0.02, 0.01, 0.95, 0.9)
+    np.testing.assert_allclose(restyle_boxes(restyle_boxes(boxes, first), then),
+                               restyle_boxes(boxes, compose_box_styles(first, then)), atol=1e-9)
+    # hand-computed: tx = -0.05 + 0.02 * 0.63, sx = 0.63 * 0.95
+    np.testing.assert_allclose(compose_box_styles(first, then), [-0.0374, -0.0912, 0.5985, 0.792], atol=1e-12)
+
+
 def test_match_boxes_one_to_one():
     gt = np.array([[0, 0, 99, 99], [300, 300, 399, 399]])
     det = np.array([[2, 2, 99, 99], [0, 0, 99, 99], [500, 500, 560, 560]])

@@ -162,6 +162,14 @@ def face_eval_ap(
     )
 
 
+def compose_box_styles(first, then) -> np.ndarray:
+    """The one box style (tx, ty, sx, sy) equal to applying `first`, then `then` (whose shift is in
+    units of the already scaled box): shifts add after scaling by `first`'s scale, scales multiply."""
+    t1x, t1y, s1x, s1y = (float(v) for v in first)
+    t2x, t2y, s2x, s2y = (float(v) for v in then)
+    return np.array([t1x + t2x * s1x, t1y + t2y * s1y, s1x * s2x, s1y * s2y])
+
+
 def calibrate_boxes(
     dets: Mapping[str, tuple[np.ndarray, np.ndarray]],
     gts: Mapping[str, np.ndarray],
@@ -191,8 +199,7 @@ def calibrate_boxes(
         if not t:
             break
         tx, ty, sx, sy = np.mean(t, axis=0)
-        total += [tx, ty, 0, 0]
-        total[2:] *= [sx, sy]
+        total = compose_box_styles(total, (tx, ty, sx, sy))
         for key, (b, s) in cur.items():
             w, h = (b[:, 2] - b[:, 0]) / 2, (b[:, 3] - b[:, 1]) / 2
             cx, cy = (b[:, 0] + b[:, 2]) / 2 + tx * 2 * w, (b[:, 1] + b[:, 3]) / 2 + ty * 2 * h
