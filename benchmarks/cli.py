@@ -38,9 +38,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
     p.add_argument("--threshold", type=float, default=None,
                    help="detection threshold (default: the model's, chosen on held-out data; else the config's)")
+    p.add_argument("--box-style", default="model", choices=("model", "raw"),
+                   help="output boxes in the model's recorded box style (default) or as L-NMS fits them to the "
+                        "landmarks (raw: what `benchmarks threshold` calibrates a box style from)")
     p.add_argument("--limit", type=int, default=None, help="detect and score only the first N images (loader order)")
     p.add_argument("--config", default=None, help="config YAML (default config/hyperface.yaml)")
     return p
+
+
+RUN_SETTINGS = "run_settings.json"
+
+
+def check_run_settings(results_dir: Path, settings: dict) -> None:
+    """Record the settings a results folder is made with; a resume with other settings would mix two
+    runs' results in one folder, so it stops with one line instead."""
+    import json
+    path = Path(results_dir) / RUN_SETTINGS
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise BenchmarkDataError(path, f"these results were made with other settings ({', '.join(changed)}); "
+                                           "use another --out or delete the folder")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +115,15 @@ def _run(args) -> int:
             raise BenchmarkDataError(args.model or "--model", "model folder not found (train one or pass --model DIR)")
         irp = cfg.test.irp_iterations if args.irp is None else args.irp
         rdir = out / "results"
+        check_run_settings(rdir, {"model": str(Path(args.model).resolve()), "proposals": args.proposals, "post": args.post,
+                                  "irp_iterations": irp, "detection_threshold": args.threshold, "box_style": args.box_style,
+                                  "config": args.config})
         run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp,
-                                            config=cfg, detection_threshold=args.threshold), rdir)
+                                            config=cfg, detection_threshold=args.threshold,
+                                            box_style=(0.0, 0.0, 1.0, 1.0) if args.box_style == "raw" else None), rdir)
         settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp,
                     "detection_threshold": args.threshold if args.threshold is not None else "model default",
+                    "box_style": args.box_style,
                     **({"limit": args.limit} if args.limit is not None else {})}
         metrics = score_runs(args.dataset, args.data, {Path(args.model).name: rdir}, out, cfg, settings, args.limit)
     for label, m in metrics.items():

@@ -53,7 +53,7 @@ bench-wider-heldout: setup
 	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --out $(BENCH_OUT)/wider-heldout $(BENCH_ARGS)
 
 calibrate-threshold: setup
-	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --threshold $(CAL_THRESHOLD) \
+	$(PY) -m benchmarks wider-heldout --data $(DATA)/wider_train --model $(MODEL) --threshold $(CAL_THRESHOLD) --box-style raw \
 	  --out $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL))) $(if $(CAL_LIMIT),--limit $(CAL_LIMIT))
 	$(PY) -m benchmarks threshold --model $(MODEL) --results $(BENCH_OUT)/calibrate-$(notdir $(abspath $(MODEL)))/results \
 	  --data $(DATA)/wider_train $(if $(CAL_LIMIT),--limit $(CAL_LIMIT))

@@ -37,12 +37,15 @@ class HyperFace:
     HyperFaceConfig or a YAML path (None: config/hyperface.yaml). detection_threshold: face
     probability a region needs (None: the threshold chosen on held-out data and recorded in the
     model's model.json, else the config's test.detection_threshold). The output boxes get the box
-    style (test.box_style: shift and scale) recorded in model.json next to the threshold, else the config's.
+    style (test.box_style: shift and scale) recorded in model.json next to the threshold, else the config's;
+    box_style: (tx, ty, sx, sy) instead of both ((0, 0, 1, 1): the landmark-fitted boxes as L-NMS gives them,
+    which is what a box style is calibrated from).
     """
 
     def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str = "fast",
                  post: str = "lnms", irp_iterations: int | None = None, config: HyperFaceConfig | str | Path | None = None,
-                 ssd_model_dir: str | Path | None = None, detection_threshold: float | None = None):
+                 ssd_model_dir: str | Path | None = None, detection_threshold: float | None = None,
+                 box_style: tuple[float, float, float, float] | None = None):
         self.cfg = config if isinstance(config, HyperFaceConfig) else load_config(config)
         if proposals not in PROPOSALS:
             raise ValueError(f"unknown proposals {proposals!r}; choose one of {PROPOSALS}")
@@ -55,10 +58,11 @@ class HyperFace:
             if not 0.0 <= float(threshold) <= 1.0:
                 raise ValueError(f"detection_threshold must be in [0, 1], got {threshold!r}")
             self.cfg = dataclasses.replace(self.cfg, test=dataclasses.replace(self.cfg.test, detection_threshold=float(threshold)))
-        style = self.model.meta.get("box_style")
+        style = self.model.meta.get("box_style") if box_style is None else box_style
         if style is not None:
             if len(style) != 4 or not all(np.isfinite(style)) or min(style[2:]) <= 0:
-                raise ModelError(self.model.model_dir / "model.json", f"box_style must be [tx, ty, sx > 0, sy > 0], got {style}")
+                where = self.model.model_dir / "model.json" if box_style is None else "box_style"
+                raise ModelError(where, f"box_style must be [tx, ty, sx > 0, sy > 0], got {style}")
             self.cfg = dataclasses.replace(self.cfg, test=dataclasses.replace(self.cfg.test, box_style=tuple(float(v) for v in style)))
         self.backend = make_backend(backend, self.model.prototxt, self.model.caffemodel)
         has_landmarks = net_io.LANDMARKS in self.backend.outputs

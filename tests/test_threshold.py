@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not (DATA_ROOT / "wider_train").is_dir(), reason
 
 def test_threshold_is_chosen_by_f1_and_used_by_the_pipeline(tmp_path):
     from benchmarks import results_io
-    from benchmarks.threshold import main as threshold_main
+    from benchmarks.threshold import check_choice, main as threshold_main
     from data_prep.readers import read_dataset
     from pipeline import HyperFace
 
@@ -38,6 +38,14 @@ def test_threshold_is_chosen_by_f1_and_used_by_the_pipeline(tmp_path):
     assert doc["detection_threshold_chosen"]["faces"] == n_faces
     assert doc["detection_threshold_chosen"]["recall"] == pytest.approx(round(1 / n_faces, 4))
     assert HyperFace(model).cfg.test.detection_threshold == 0.9
+    # the recorded choice, checked on the same images: the chosen detection only (the 0.8 one is below 0.9)
+    checked = check_choice("wider-heldout", DATA_ROOT / "wider_train", results, cfg, doc["box_style"], 0.9, None, 0)
+    assert (checked["TP"], checked["FP"], checked["faces"]) == (1, 0, n_faces)
+    assert checked["recall"] == doc["detection_threshold_chosen"]["recall"]
+    # leaving out the first images leaves out the image with the detection
+    skipped = check_choice("wider-heldout", DATA_ROOT / "wider_train", results, cfg, doc["box_style"], 0.9, None,
+                           records.index(first) + 1)
+    assert skipped["TP"] == 0 and skipped["FP"] == 0
     assert HyperFace(model, detection_threshold=0.25).cfg.test.detection_threshold == 0.25
 
 
@@ -47,3 +55,38 @@ def test_restyle_boxes_hand_computed():
     out = restyle_boxes(np.array([[0, 0, 100, 50]]), (0.1, -0.2, 0.5, 2.0))
     np.testing.assert_allclose(out, [[35, -35, 85, 65]])
     np.testing.assert_allclose(restyle_boxes(np.array([[1, 2, 3, 4]]), (0, 0, 1, 1)), [[1, 2, 3, 4]])
+
+
+def test_box_style_is_calibrated_from_raw_boxes_only(tmp_path, caplog):
+    """Results made with the model's box style would give a correction of that style, recorded as if
+    it were the whole style: refused with one line. A raw-box run's settings pass."""
+    from benchmarks.cli import check_run_settings
+    from benchmarks.threshold import main as threshold_main
+    results = tmp_path / "results"
+    settings = {"model": "m", "box_style": "model", "detection_threshold": 0.3}
+    check_run_settings(results, settings)
+    model = tmp_path / "model"
+    shutil.copytree(REPO_ROOT / "models" / "hyperface", model)
+    before = (model / "model.json").read_text()
+    assert threshold_main(["--model", str(model), "--results", str(results)]) == 2
+    assert "--box-style raw" in caplog.text and (model / "model.json").read_text() == before
+
+
+def test_results_folder_refuses_a_resume_with_other_settings(tmp_path):
+    from benchmarks.cli import check_run_settings
+    from benchmarks.errors import BenchmarkDataError
+    settings = {"model": "m", "box_style": "raw", "detection_threshold": 0.3}
+    check_run_settings(tmp_path, settings)
+    check_run_settings(tmp_path, dict(settings))                        # same settings: a resume
+    with pytest.raises(BenchmarkDataError, match=r"other settings \(box_style, detection_threshold\)"):
+        check_run_settings(tmp_path, {"model": "m", "box_style": "model", "detection_threshold": 0.5})
+
+
+def test_caller_box_style_replaces_the_models():
+    from core.errors import ModelError
+    from pipeline import HyperFace
+    model = REPO_ROOT / "models" / "hyperface"
+    assert json.loads((model / "model.json").read_text())["box_style"] != [0.0, 0.0, 1.0, 1.0]
+    assert HyperFace(model, box_style=(0.0, 0.0, 1.0, 1.0)).cfg.test.box_style == (0.0, 0.0, 1.0, 1.0)
+    with pytest.raises(ModelError, match="box_style must be"):
+        HyperFace(model, box_style=(0.0, 0.0, -1.0, 1.0))
