@@ -147,6 +147,13 @@ class TrainingConfig:
     scratch_hyperface_iterations: int = 2100
     scratch_rcnn_lr: float = 0.01       # from scratch R-CNN Face learns at 0.01
     scratch_hyperface_lr: float = 0.002  # HyperFace diverged at 0.01 after ~800 iterations (model.json, piece 0)
+    # the linear SVM on fc_detection (training/detection_svm.py, Section 5.1), trained as R-CNN's SVMs
+    svm_photos_per_set: int = 200      # seeded sample of WIDER train-fit and of face_free photos (0: all)
+    svm_heldout_photos: int = 150      # WIDER train-heldout photos whose proposals compare SVM and softmax
+    svm_negatives_per_photo: int = 300  # seeded sample of each photo's background proposals
+    svm_calibration_share: float = 0.2  # of the training photos (salted hash): choose C, fit Platt's sigmoid
+    svm_c_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)   # 1e-4 best on the calibration share (AP 0.933; 1e-5 0.924, 1e-2 0.922)
+    svm_positive_weight: float = 2.0   # R-CNN's SVMs weigh positives 2:1
     val_wider_photos: int = 150        # validation photos: WIDER train-heldout (all 150), HELEN testset, afw_sample
     val_helen_photos: int = 330
     val_landmark_crops: int = 300      # aflw_crops test split crops scored for NME / visibility / yaw

@@ -178,6 +178,38 @@ def export_model(deploy_prototxt: str | Path, caffemodel: str | Path, out_dir: s
     return out_dir
 
 
+def with_layers_replaced(model_dir: str | Path, out_dir: str | Path, layers: dict[str, list[np.ndarray]],
+                         drop_fields: tuple[str, ...] = (), **fields) -> Path:
+    """A copy of an fp16 model directory whose `layers` get new parameter blobs (same shapes); every
+    other layer's fp16 blob is copied as stored. model.json keeps its fields except the weights' SHA-1
+    and export time, minus `drop_fields`, plus `fields`. Returns out_dir."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    src = model_dir / WEIGHTS_FP16
+    if not src.is_file():
+        raise ModelError(model_dir, f"no {WEIGHTS_FP16} (with_layers_replaced copies fp16 model directories)")
+    doc = json.loads((model_dir / META).read_text())
+    with np.load(src) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for layer, blobs in layers.items():
+        for k, blob in enumerate(blobs):
+            key = f"{layer}#{k}"
+            if key not in arrays or arrays[key].shape != np.shape(blob):
+                raise ModelError(src, f"{key}: {arrays[key].shape if key in arrays else 'missing'}, "
+                                      f"replacement {np.shape(blob)}")
+            arrays[key] = np.asarray(blob).astype(np.float16)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_dir / DEPLOY, out_dir / DEPLOY)
+    (out_dir / WEIGHTS).unlink(missing_ok=True)
+    tmp = out_dir / f".{WEIGHTS_FP16}.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out_dir / WEIGHTS_FP16)
+    doc = {k: v for k, v in doc.items() if k not in drop_fields}
+    doc.update(weights=WEIGHTS_FP16, weights_sha1=hashlib.sha1((out_dir / WEIGHTS_FP16).read_bytes()).hexdigest(),
+               exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **fields)
+    atomic_write_bytes(out_dir / META, (json.dumps(doc, indent=2) + "\n").encode())
+    return out_dir
+
+
 def load_model(model_dir: str | Path) -> Model:
     """Open a model directory; fp16 weights are expanded into a cached float32 caffemodel."""
     model_dir = Path(model_dir)

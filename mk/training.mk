@@ -8,6 +8,9 @@
 #     iterations, export with the training record of every piece appended to model.json.
 #   make mine-negatives MODEL=dir POOL=pool.jsonl ROUND=n [MINE_THRESHOLD=0.5] [MINE_PHOTOS=N]
 #     one resumable round of hard-negative mining (training/mining.py) for the next piece's MINED.
+#   make train-svm [SVM_MODEL=models/hyperface] [SVM_WORK=dir] [SVM_EXPORT=dir] [SVM_PHOTOS=N]
+#     the paper's linear SVM on fc_detection (training/detection_svm.py), compared with the softmax on
+#     held-out proposals and folded into detection_score of SVM_EXPORT; then make calibrate-threshold MODEL=SVM_EXPORT.
 #   make train-hyperface-scratch [SCRATCH_OUT=...] [TRAIN_MIX=set=N,...] [RCNN_ITERS=N] [HYPERFACE_ITERS=N]
 #        [TRAIN_BATCH=N] [SNAPSHOT_EVERY=N] [SCRATCH_EXPORT=dir]
 #     the from-scratch chain: data_prep mix LMDB -> R-CNN Face -> net surgery -> HyperFace -> export.
@@ -28,9 +31,13 @@ TRAIN_BATCH ?=
 SNAPSHOT_EVERY ?=
 SCRATCH_OUT ?= $(HOME)/.cache/hyperface/runs/scratch
 SCRATCH_EXPORT ?= $(SCRATCH_OUT)/model
+SVM_MODEL ?= $(ROOT)/models/hyperface
+SVM_WORK ?= $(HOME)/.cache/hyperface/svm/work
+SVM_EXPORT ?= $(SVM_WORK)/model
+SVM_PHOTOS ?=
 # DATA (dataset root) comes from the top-level Makefile.
 
-.PHONY: train-hyperface mine-negatives train-hyperface-scratch
+.PHONY: train-hyperface mine-negatives train-hyperface-scratch train-svm
 
 train-hyperface: setup
 	$(PY) -m training piece --out $(TRAIN_OUT) --init $(INIT_MODEL) --data-root $(DATA) --export $(EXPORT) \
@@ -40,6 +47,10 @@ train-hyperface: setup
 mine-negatives: setup
 	$(PY) -m training mine --model $(MODEL) --pool $(POOL) --round $(ROUND) --threshold $(MINE_THRESHOLD) \
 	  --data-root $(DATA) $(if $(MINE_PHOTOS),--photos-per-set $(MINE_PHOTOS)) $(if $(CONFIG),--config $(CONFIG))
+
+train-svm: setup
+	$(PY) -m training svm --model $(SVM_MODEL) --work $(SVM_WORK) --export $(SVM_EXPORT) $(if $(SVM_PHOTOS),--photos-per-set $(SVM_PHOTOS)) \
+	  --data-root $(DATA) $(if $(CONFIG),--config $(CONFIG))
 
 train-hyperface-scratch: setup
 	$(PY) -m training chain --out $(SCRATCH_OUT) --data-root $(DATA) --export $(SCRATCH_EXPORT) \

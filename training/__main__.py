@@ -1,7 +1,8 @@
-"""`python -m training chain ...` (the whole Section 4 chain) or `python -m training stage ...`."""
+"""`python -m training chain|stage|piece|mine|svm ...` (Section 4; `--help` of each)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -65,6 +66,17 @@ def main(argv=None) -> int:
     mine.add_argument("--data-root", type=Path, default=SHARED_DATA)
     mine.add_argument("--config", type=Path, default=None)
 
+    svm = sub.add_parser("svm", help="linear SVM on fc_detection (Section 5.1), folded into detection_score")
+    svm.add_argument("--model", type=Path, required=True, help="model directory whose features are used")
+    svm.add_argument("--work", type=Path, required=True, help="features + fit summary (resumable)")
+    svm.add_argument("--export", type=Path, default=None, help="model directory with the SVM folded in")
+    svm.add_argument("--photos-per-set", type=int, default=None,
+                     help="seeded sample of WIDER train-fit and face_free (0: all; default: training.svm_photos_per_set)")
+    svm.add_argument("--heldout-photos", type=int, default=None, help="default: training.svm_heldout_photos")
+    svm.add_argument("--negatives-per-photo", type=int, default=None, help="default: training.svm_negatives_per_photo")
+    svm.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    svm.add_argument("--config", type=Path, default=None)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -98,6 +110,19 @@ def main(argv=None) -> int:
                                 cfg, MiningSpec(args.pool, args.round, args.threshold, args.proposals_per_photo))
             print(f"mining round {args.round}: {counts['photos']} photos, {counts['regions_scored']} regions scored, "
                   f"{counts['kept']} hard negatives kept -> {args.pool}")
+        elif args.command == "svm":
+            from core.config import load_config
+            from training.detection_svm import run as run_svm, spec_from_config
+            cfg = load_config(args.config)
+            spec = spec_from_config(cfg, args.model, args.work, args.data_root, args.export,
+                                    heldout_photos=args.heldout_photos, negatives_per_photo=args.negatives_per_photo)
+            if args.photos_per_set is not None:
+                spec = dataclasses.replace(spec, photos_per_set=args.photos_per_set or None)
+            record = run_svm(spec, cfg)
+            h = record["heldout_regions"]
+            print(f"held-out proposals of {h['photos']} photos ({h['faces']} faces, {h['background']} background): "
+                  f"region AP softmax {h['ap_softmax']:.4f}, linear SVM {h['ap_svm']:.4f} (C={record['C']})"
+                  + (f" -> {args.export}" if args.export else ""))
         else:
             run_stage(StageSpec(args.model, args.lmdb, args.out, args.iters, args.batch, args.lr,
                                 args.snapshot_every, args.init,
