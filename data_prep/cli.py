@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.config import DATA_ROOT, load_config
 from data_prep.build import TASKS, build_lmdb
+from core.errors import HyperFaceError
 from data_prep.errors import DataPrepError
 from data_prep.mix import build_mix, parse_mix, parse_set
 from data_prep.readers import CROP_DATASETS, read_dataset
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             if not sets:
                 raise ValueError("mix: give at least one --set or --mix")
             manifest = build_mix(sets, args.out, cfg, workers=args.workers, overwrite=args.overwrite)
-    except (DataPrepError, FileNotFoundError, ValueError) as err:
+    except (HyperFaceError, FileNotFoundError, ValueError) as err:  # DataPrepError, ModelError (no caffe_pb2)
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. a disk that fills up or a folder that cannot be written

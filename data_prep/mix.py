@@ -53,14 +53,17 @@ def parse_set(text: str) -> MixSet:
 
 
 def parse_mix(text: str, data_root: Path = SHARED_DATA) -> list[MixSet]:
-    """`name=LIMIT,name=LIMIT` with the default roots under `data_root`."""
+    """`name=LIMIT[:SPLIT],...` with the default roots under `data_root` (split default 'train';
+    e.g. `wider=1239:train-fit` leaves out the held-out WIDER photos)."""
     sets = []
     for item in filter(None, text.split(",")):
         name, _, limit = item.partition("=")
+        limit, _, split = limit.partition(":")
         if name not in DEFAULT_SETS:
             raise ValueError(f"--mix: unknown set {name!r}; known: {sorted(DEFAULT_SETS)}")
         kind, folder = DEFAULT_SETS[name]
-        sets.append(MixSet(dataset=kind, root=Path(data_root) / folder, limit=int(limit) if limit else None, name=name))
+        sets.append(MixSet(dataset=kind, root=Path(data_root) / folder, limit=int(limit) if limit else None,
+                           split=split or "train", name=name))
     return sets
 
 

@@ -36,3 +36,19 @@ def test_shared_sets_train_and_test_do_not_overlap(shared_data):
     utk_train = {r.image_id for r in read_dataset("utkface", shared_data / "utkface", split="train")}
     utk_test = {s.path.name for s in load_utkface(shared_data / "utkface")}
     assert len(utk_train) == 2500 and len(utk_test) == 500 and not utk_train & utk_test
+
+
+def test_mix_split_keeps_the_held_out_wider_photos_out(shared_data, tmp_path):
+    """`--mix wider=LIMIT:train-fit` (the SSD training default) reads none of the 150 held-out photos."""
+    from core.config import load_config
+    from data_prep.mix import parse_mix, read_mix
+    from data_prep.readers import read_dataset
+    cfg = load_config()
+    sets = parse_mix("wider=:train-fit,helen=5", shared_data)
+    assert [(s.name, s.split, s.limit) for s in sets] == [("wider", "train-fit", None), ("helen", "train", 5)]
+    entries, sources = read_mix(sets, tmp_path, cfg)
+    held = {r.image_id for r in read_dataset("wider", shared_data / "wider_train", split="train-heldout", config=cfg)}
+    every = {r.image_id for r in read_dataset("wider", shared_data / "wider_train", split="train", config=cfg)}
+    wider = {r.image_id for name, _, r in entries if name == "wider"}
+    assert len(held) == 150 and wider == every - held
+    assert sources["wider"]["split"] == "train-fit" and sources["helen"]["images"] == 5

@@ -109,8 +109,9 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
     from data_prep.cli import main as data_prep_main
     from pipeline import HyperFace
     from pipeline.fixtures import make_model_dir
-    from pipeline.model_store import export_model, read_caffemodel
+    from pipeline.model_store import load_model, read_caffemodel
     from training.__main__ import main as training_main
+    from training.batchnorm import fold_batchnorm
     from training.stage import StageSpec, TrainingError, prepare_run
 
     monkeypatch.setenv("HYPERFACE_MODEL_CACHE", str(tmp_path / "cache"))
@@ -124,10 +125,11 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
         prepare_run(StageSpec("fast_hyperface_ssd", tmp_path / "nothing", tmp_path / "r0", 1))
 
     args = ["stage", "fast_hyperface_ssd", "--lmdb", str(lmdb_dir), "--out", str(run_dir), "--batch", "2",
-            "--lr", str(SSD_LR), "--snapshot-every", "1"]
+            "--lr", str(SSD_LR), "--snapshot-every", "1", "--batchnorm"]
     assert training_main(args + ["--iters", "2"]) == 0
     train_val = (run_dir / "train_val.prototxt").read_text()
     assert f'source: "{lmdb_dir / SSD_DB}"' in train_val and "batch_size: 2" in train_val
+    assert train_val.count('type: "BatchNorm"') == 13 and train_val.count('type: "Scale"') == 13
     assert (run_dir / "snapshots" / "fast_hyperface_ssd_iter_2.solverstate").is_file()
     assert training_main(args + ["--iters", "3"]) == 0  # resumes from iteration 2
     with (run_dir / "losses.csv").open() as fh:
@@ -140,7 +142,15 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
     weights = read_caffemodel(final)
     assert weights["conv1_1"][0].shape == (16, 3, 3, 3) and not np.array_equal(
         weights["conv1_1"][0], read_caffemodel(run_dir / "snapshots" / "fast_hyperface_ssd_iter_2.caffemodel")["conv1_1"][0])
-    ssd_dir = export_model(SSD_DEPLOY, final, tmp_path / "ssd_model", fp16=True, meta={"iterations": 3})
+    ssd_dir = tmp_path / "ssd_model"
+    assert training_main(["export-ssd", "--stage", str(run_dir), "--lmdb", str(lmdb_dir), "--out", str(ssd_dir)]) == 0
+    meta = json.loads((ssd_dir / "model.json").read_text())["meta"]
+    assert meta["iterations"] == 3 and meta["batch_size"] == 2 and meta["batchnorm"].endswith("folded at export")
+    assert meta["trained_on"]["wider"]["images"] == 3
+    folded = fold_batchnorm(weights)["conv1_1"]
+    exported = read_caffemodel(load_model(ssd_dir).caffemodel)
+    assert "conv1_1_bn" not in exported
+    np.testing.assert_allclose(exported["conv1_1"][0], folded[0], rtol=1e-3, atol=1e-3)  # fp16 storage
 
     model = make_model_dir(HYPERFACE_DEPLOY, tmp_path / "hyperface", fp16=True)
     hf = HyperFace(model, backend="opencv", proposals="ssd", ssd_model_dir=ssd_dir)

@@ -44,6 +44,15 @@ def main(argv=None) -> int:
     stage.add_argument("--init", type=Path, default=None, help="caffemodel to start from")
     stage.add_argument("--init-layers", nargs="+", default=None,
                        help="layers taken from --init (default: every layer in the file)")
+    stage.add_argument("--batchnorm", action="store_true",
+                       help="BatchNorm + Scale after every base convolution (folded at export)")
+    stage.add_argument("--lr-policy", default=None, help="override the solver's lr_policy (e.g. poly)")
+    stage.add_argument("--power", type=float, default=None, help="power of the poly lr_policy")
+
+    export_ssd = sub.add_parser("export-ssd", help="SSD stage folder -> Fast-HyperFace proposal model folder")
+    export_ssd.add_argument("--stage", type=Path, required=True, help="run folder of `stage fast_hyperface_ssd`")
+    export_ssd.add_argument("--lmdb", type=Path, required=True, help="its LMDB folder (for the sources)")
+    export_ssd.add_argument("--out", type=Path, required=True, help="model folder to write")
 
     piece = sub.add_parser("piece", help="one sampler-fed HyperFace piece from a model folder (resumable)")
     piece.add_argument("--out", type=Path, required=True, help="run folder (resumes its newest snapshot)")
@@ -110,6 +119,9 @@ def main(argv=None) -> int:
                                 cfg, MiningSpec(args.pool, args.round, args.threshold, args.proposals_per_photo))
             print(f"mining round {args.round}: {counts['photos']} photos, {counts['regions_scored']} regions scored, "
                   f"{counts['kept']} hard negatives kept -> {args.pool}")
+        elif args.command == "export-ssd":
+            from training.ssd_export import export_ssd
+            print(f"Fast-HyperFace proposal model: {export_ssd(args.stage, args.lmdb, args.out)}")
         elif args.command == "svm":
             from core.config import load_config
             from training.detection_svm import run as run_svm, spec_from_config
@@ -126,7 +138,8 @@ def main(argv=None) -> int:
         else:
             run_stage(StageSpec(args.model, args.lmdb, args.out, args.iters, args.batch, args.lr,
                                 args.snapshot_every, args.init,
-                                tuple(args.init_layers) if args.init_layers else None))
+                                tuple(args.init_layers) if args.init_layers else None,
+                                lr_policy=args.lr_policy, lr_power=args.power, batchnorm=args.batchnorm))
     except HyperFaceError as err:  # TrainingError, SurgeryError, data_prep and model errors: one line
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ class StageSpec:
     lr_policy: str | None = None       # solver lr_policy override (e.g. "poly" for a fine-tuning piece)
     lr_power: float | None = None
     validate_every: int = 0            # call the stage's validator every this many iterations (0: never)
+    batchnorm: bool = False            # BatchNorm + Scale after every base convolution (training/batchnorm.py)
 
 
 def latest_solverstate(snapshot_dir: Path) -> tuple[int, Path] | None:
@@ -86,9 +87,21 @@ def prepare_run(spec: StageSpec) -> Path:
     for path in (p for p in (images, labels) if p is not None):
         if not (path / "data.mdb").exists():
             raise TrainingError(f"{path}: LMDB not found (build it with `python -m data_prep`)")
-    net_path.write_text(with_data_sources(net_dir / "train_val.prototxt", train_images=images,
-                                          train_labels=labels, batch_size=spec.batch_size))
+    text = with_data_sources(net_dir / "train_val.prototxt", train_images=images,
+                             train_labels=labels, batch_size=spec.batch_size)
+    if spec.batchnorm:
+        text = _with_batchnorm_text(text)
+    net_path.write_text(text)
     return _write_solver(spec, net_dir, net_path)
+
+
+def _with_batchnorm_text(text: str) -> str:
+    from google.protobuf import text_format
+
+    from core.caffe_proto import caffe_pb2
+    from training.batchnorm import with_batchnorm
+    net = text_format.Parse(text, caffe_pb2().NetParameter())
+    return text_format.MessageToString(with_batchnorm(net))
 
 
 def _write_solver(spec: StageSpec, net_dir: Path, net_path: Path) -> Path:

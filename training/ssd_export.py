@@ -1,0 +1,76 @@
+"""The Fast-HyperFace proposal net's stage folder -> a model folder (`<model>/proposals/`).
+
+BatchNorm pairs of the training net (if the stage ran with --batchnorm) are folded into the
+convolutions, so the exported deploy net is prototxt/fast_hyperface_ssd/deploy.prototxt as written.
+The record (`model.json`'s meta) is written here from the stage's own files: the solver, the loss
+CSV and the LMDB manifest.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from core.config import REPO_ROOT
+from core.model_store import export_model, read_caffemodel
+from prototxt.netspec_utils import read_solver
+from training.batchnorm import BN_SUFFIX, export_folded
+from training.loss_log import read_log
+from training.stage import TrainingError, latest_solverstate
+
+MODEL = "fast_hyperface_ssd"
+DEPLOY = REPO_ROOT / "prototxt" / MODEL / "deploy.prototxt"
+
+
+def final_weights(stage_dir: Path) -> tuple[Path, int]:
+    """The stage's final caffemodel, or its newest snapshot (an unfinished piece), with its iteration."""
+    stage_dir = Path(stage_dir)
+    snap = latest_solverstate(stage_dir / "snapshots")
+    final = stage_dir / f"{MODEL}_final.caffemodel"
+    if final.exists() and (snap is None or final.stat().st_mtime >= snap[1].stat().st_mtime):
+        iters, _ = read_log(stage_dir / "losses.csv")
+        return final, int(iters[-1]) if len(iters) else 0
+    if snap is None:
+        raise TrainingError(f"{stage_dir}: no final caffemodel and no snapshot to export")
+    return snap[1].with_suffix(".caffemodel"), snap[0]
+
+
+def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path) -> Path:
+    stage_dir, out_dir = Path(stage_dir), Path(out_dir)
+    weights_path, iteration = final_weights(stage_dir)
+    solver = read_solver(stage_dir / "solver.prototxt")
+    iters, losses = read_log(stage_dir / "losses.csv")
+    loss = losses["mbox_loss"][iters <= iteration]
+    batchnorm = any(name.endswith(BN_SUFFIX) for name in read_caffemodel(weights_path))
+    manifest = json.loads((Path(lmdb_dir) / "manifest.json").read_text())
+    meta = {
+        "role": "Fast-HyperFace proposal net (Section 5.6)",
+        "trained_on": manifest.get("sources"),
+        "images": manifest.get("num_images"),
+        "faces": manifest.get("num_faces"),
+        "iterations": iteration,
+        "batch_size": None,
+        "base_lr": solver.base_lr,
+        "lr_policy": solver.lr_policy,
+        "batchnorm": "BatchNorm + Scale after every base convolution, folded at export" if batchnorm else "none",
+        "mbox_loss_first_100": round(float(np.mean(loss[:100])), 4) if len(loss) else None,
+        "mbox_loss_last_100": round(float(np.mean(loss[-100:])), 4) if len(loss) else None,
+    }
+    train_net = (stage_dir / "train_val.prototxt").read_text()
+    for line in train_net.splitlines():  # the batch the stage wrote into its train net
+        if "batch_size:" in line:
+            meta["batch_size"] = int(line.split(":")[1])
+            break
+    with tempfile.TemporaryDirectory() as tmp:
+        deploy_weights = Path(tmp) / "deploy.caffemodel"
+        if batchnorm:
+            export_folded(weights_path, DEPLOY, deploy_weights)
+        else:
+            shutil.copyfile(weights_path, deploy_weights)
+        export_model(DEPLOY, deploy_weights, out_dir, fp16=True, meta=meta)
+    if (stage_dir / "losses.png").exists():
+        shutil.copyfile(stage_dir / "losses.png", out_dir / "training_losses.png")
+    return out_dir
