@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     export_ssd.add_argument("--stage", type=Path, required=True, help="run folder of `stage fast_hyperface_ssd`")
     export_ssd.add_argument("--lmdb", type=Path, required=True, help="its LMDB folder (for the sources)")
     export_ssd.add_argument("--out", type=Path, required=True, help="model folder to write")
+    export_ssd.add_argument("--bn-batches", type=int, default=50,
+                            help="training batches over which BatchNorm statistics are recomputed before folding")
 
     piece = sub.add_parser("piece", help="one sampler-fed HyperFace piece from a model folder (resumable)")
     piece.add_argument("--out", type=Path, required=True, help="run folder (resumes its newest snapshot)")
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
                   f"{counts['kept']} hard negatives kept -> {args.pool}")
         elif args.command == "export-ssd":
             from training.ssd_export import export_ssd
-            print(f"Fast-HyperFace proposal model: {export_ssd(args.stage, args.lmdb, args.out)}")
+            print(f"Fast-HyperFace proposal model: {export_ssd(args.stage, args.lmdb, args.out, args.bn_batches)}")
         elif args.command == "svm":
             from core.config import load_config
             from training.detection_svm import run as run_svm, spec_from_config

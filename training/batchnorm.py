@@ -78,7 +78,44 @@ def fold_batchnorm(weights: dict[str, list[np.ndarray]]) -> dict[str, list[np.nd
     return out
 
 
-def export_folded(train_caffemodel, deploy_prototxt, out_caffemodel):
-    """Fold the BN pairs of a training snapshot into a caffemodel for `deploy_prototxt`."""
-    from core.model_store import read_caffemodel, write_caffemodel
-    return write_caffemodel(deploy_prototxt, fold_batchnorm(read_caffemodel(train_caffemodel)), out_caffemodel)
+def recompute_statistics(train_prototxt, caffemodel, batches: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Weights of `caffemodel` with every BatchNorm's statistics replaced by the plain average over
+    `batches` training batches of the final weights ("precise BN").
+
+    Why: Caffe keeps a moving average (fraction 0.999, about the last 1,000 iterations), which lags far
+    behind weights that still change fast: after 1,000 SSD iterations from scratch the TEST-mode net
+    found 6 % of the held-out faces while the same weights with batch statistics found most of them.
+    With moving_average_fraction 1 Caffe's running sums become plain sums over the batches run here.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from google.protobuf import text_format
+
+    from prototxt.netspec_utils import read_net
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+
+    net_param = read_net(train_prototxt)
+    bn_layers = [layer.name for layer in net_param.layer if layer.type == "BatchNorm"]
+    if not bn_layers:
+        raise ValueError(f"{train_prototxt}: no BatchNorm layer")
+    for layer in net_param.layer:
+        if layer.type == "BatchNorm":
+            layer.batch_norm_param.moving_average_fraction = 1.0
+            layer.batch_norm_param.use_global_stats = False
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train_precise_bn.prototxt"
+        path.write_text(text_format.MessageToString(net_param))
+        net = caffe.Net(str(path), caffe.TRAIN, weights=str(caffemodel))
+    for name in bn_layers:
+        for blob in net.params[name]:
+            blob.data[...] = 0
+    last = max(list(net._layer_names).index(name) for name in bn_layers)
+    for _ in range(batches):
+        net.forward(end=net._layer_names[last])  # the loss (SSD's MultiBoxLoss) is not needed
+    return {name: [np.array(b.data, dtype=np.float32) for b in blobs] for name, blobs in net.params.items()}

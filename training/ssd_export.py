@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from core.config import REPO_ROOT
-from core.model_store import export_model, read_caffemodel
+from core.model_store import export_model, read_caffemodel, write_caffemodel
 from prototxt.netspec_utils import read_solver
-from training.batchnorm import BN_SUFFIX, export_folded
+from training.batchnorm import BN_SUFFIX, fold_batchnorm, recompute_statistics
 from training.loss_log import read_log
 from training.stage import TrainingError, latest_solverstate
 
@@ -38,7 +38,9 @@ def final_weights(stage_dir: Path) -> tuple[Path, int]:
     return snap[1].with_suffix(".caffemodel"), snap[0]
 
 
-def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path) -> Path:
+def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path, bn_batches: int = 50) -> Path:
+    """bn_batches: training batches over which the BatchNorm statistics are recomputed at the final
+    weights before folding (training/batchnorm.recompute_statistics; Caffe's moving average lags)."""
     stage_dir, out_dir = Path(stage_dir), Path(out_dir)
     weights_path, iteration = final_weights(stage_dir)
     solver = read_solver(stage_dir / "solver.prototxt")
@@ -55,7 +57,8 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path)
         "batch_size": None,
         "base_lr": solver.base_lr,
         "lr_policy": solver.lr_policy,
-        "batchnorm": "BatchNorm + Scale after every base convolution, folded at export" if batchnorm else "none",
+        "batchnorm": (f"BatchNorm + Scale after every base convolution, statistics recomputed over {bn_batches} "
+                      "training batches at the final weights, folded at export") if batchnorm else "none",
         "mbox_loss_first_100": round(float(np.mean(loss[:100])), 4) if len(loss) else None,
         "mbox_loss_last_100": round(float(np.mean(loss[-100:])), 4) if len(loss) else None,
     }
@@ -67,7 +70,8 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path)
     with tempfile.TemporaryDirectory() as tmp:
         deploy_weights = Path(tmp) / "deploy.caffemodel"
         if batchnorm:
-            export_folded(weights_path, DEPLOY, deploy_weights)
+            precise = recompute_statistics(stage_dir / "train_val.prototxt", weights_path, bn_batches)
+            write_caffemodel(DEPLOY, fold_batchnorm(precise), deploy_weights)
         else:
             shutil.copyfile(weights_path, deploy_weights)
         export_model(DEPLOY, deploy_weights, out_dir, fp16=True, meta=meta)
