@@ -138,6 +138,11 @@ def infer_shapes(prototxt: str | Path, batch: int | None = None) -> NetShapes:
             tops[0] = tuple(x[:axis]) + (int(np.prod(x[axis:])),)
         elif t == "Permute" and x is not None:
             tops[0] = tuple(x[o] for o in layer.permute_param.order) + tuple(x[len(layer.permute_param.order):])
+        elif t == "Reshape" and x is not None and layer.reshape_param.axis == 0 and layer.reshape_param.num_axes == -1:
+            dims = [x[k] if d == 0 else int(d) for k, d in enumerate(layer.reshape_param.shape.dim)]
+            if dims.count(-1) == 1:  # Caffe: 0 copies the input's dimension, -1 takes what is left
+                dims[dims.index(-1)] = int(np.prod(x)) // int(np.prod([d for d in dims if d != -1]))
+            tops[0] = tuple(dims)
         for top, shape in zip(layer.top, tops):
             shapes[top] = shape
         if params:

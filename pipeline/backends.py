@@ -119,8 +119,8 @@ class OnnxRuntimeBackend:
 def make_backend(name: str, prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | None = None):
     """The backend called `name` ("onnxruntime", "opencv" or "caffe") for a deploy net and its weights.
 
-    "onnxruntime" on a net with a layer type the ONNX converter does not support (e.g. the SSD
-    proposal net's PriorBox/DetectionOutput) logs a warning and returns the "opencv" backend.
+    "onnxruntime" on a net with a layer type the ONNX converter does not support (among the layers
+    the requested outputs need) logs a warning and returns the "opencv" backend.
     """
     if name == "onnxruntime":
         try:

@@ -11,7 +11,10 @@ exactly the layer types this project's deploy nets use:
   checked numerically in tests/test_onnx_backend.py),
   global pooling, Concat, InnerProduct (Flatten + Gemm), Softmax, Eltwise SUM (coeffs)/PROD/MAX,
   BatchNorm (Caffe's scale factor folded in), Scale (learned, optional bias), Flatten, Dropout and
-  Split (identities).
+  Split (identities); and for the SSD proposal net: Normalize (L2 over channels or the whole map,
+  learned scale), Permute (Transpose) and Reshape (Caffe's 0 / -1 dims are ONNX's). Only the layers
+  the requested outputs depend on are converted, so the SSD net converts up to `mbox_loc` /
+  `mbox_conf_flatten`; its PriorBox and DetectionOutput run in numpy (pipeline/ssd_decode.py).
 
 Any other layer type raises UnsupportedLayerError naming the prototxt, the layer and its type.
 Blob names are kept: the graph input is `data` (batch dimension symbolic) and each output carries
@@ -36,9 +39,9 @@ from core.net_shapes import infer_shapes, read_prototxt
 
 log = logging.getLogger(__name__)
 OPSET = 17
-CONVERTER_VERSION = 4  # bump when the conversion changes, so cached .onnx files are rebuilt
+CONVERTER_VERSION = 5  # bump when the conversion changes, so cached .onnx files are rebuilt
 SUPPORTED = ("Input", "Convolution", "ReLU", "LRN", "Pooling", "Concat", "InnerProduct", "Softmax",
-             "Eltwise", "BatchNorm", "Scale", "Flatten", "Dropout", "Split")
+             "Eltwise", "BatchNorm", "Scale", "Flatten", "Dropout", "Split", "Normalize", "Permute", "Reshape")
 
 
 class UnsupportedLayerError(ModelError):
@@ -240,8 +243,43 @@ def _convert_layer(g: _Graph, layer, blobs: list[np.ndarray], shapes, lrn_as_con
     elif t in ("Dropout", "Split"):
         for name in layer.top:
             g.current[name] = g.bottom(layer)
+    elif t == "Normalize":
+        # Caffe (SSD): x / sqrt(sum x^2 + eps) per position (across_spatial: false) or per image, times scale
+        p = layer.norm_param
+        eps = float(p.eps) if p.HasField("eps") else 1e-10
+        across = p.across_spatial if p.HasField("across_spatial") else True
+        shared = p.channel_shared if p.HasField("channel_shared") else True
+        x = g.bottom(layer)
+        sq = g.node("ReduceSumSquare", [x], f"{layer.name}/sumsq", layer.name, axes=[1, 2, 3] if across else [1], keepdims=1)
+        norm = g.node("Sqrt", [g.node("Add", [sq, g.const(f"{layer.name}.eps", np.float32(eps))],
+                                      f"{layer.name}/sumsq_eps", layer.name)], f"{layer.name}/norm", layer.name)
+        unit = g.node("Div", [x, norm], f"{layer.name}/unit", layer.name)
+        scale = blobs[0].reshape(()) if shared else blobs[0].reshape(1, -1, 1, 1)
+        g.current[top] = g.node("Mul", [unit, g.const(f"{layer.name}.scale", scale.astype(np.float32))], top, layer.name)
+    elif t == "Permute":
+        order = [int(o) for o in layer.permute_param.order]
+        rank = len(shapes.blobs[layer.bottom[0]])
+        order += [k for k in range(rank) if k not in order]
+        g.current[top] = g.node("Transpose", [g.bottom(layer)], top, layer.name, perm=order)
+    elif t == "Reshape":
+        p = layer.reshape_param
+        if p.axis != 0 or p.num_axes != -1:
+            raise _unsupported(p_path, layer, "Reshape with axis/num_axes")
+        dims = np.asarray(list(p.shape.dim), dtype=np.int64)
+        g.current[top] = g.node("Reshape", [g.bottom(layer), g.const(f"{layer.name}.shape", dims)], top, layer.name)
     else:
         raise _unsupported(p_path, layer, "layer type")
+
+
+def _needed_layers(layers: list, outputs: list[str]) -> list:
+    """The layers (in net order) that the output blobs depend on, Input layers always."""
+    needed, keep = set(outputs), set()
+    for k in range(len(layers) - 1, -1, -1):
+        layer = layers[k]
+        if layer.type == "Input" or needed & set(layer.top):
+            keep.add(k)
+            needed.update(layer.bottom)
+    return [layer for k, layer in enumerate(layers) if k in keep]
 
 
 def _caffe_pool_sizes(size, kernel, stride, pad) -> np.ndarray:
@@ -274,12 +312,13 @@ def convert(prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | N
     shapes = infer_shapes(prototxt)
     pb = caffe_pb2()
     layers = [ly for ly in net.layer if not any(inc.phase == pb.TRAIN for inc in ly.include)]
+    output_blobs = list(outputs or net_outputs(prototxt))
+    layers = _needed_layers(layers, output_blobs)
     for layer in layers:  # fail before reading weights
         if layer.type not in SUPPORTED:
             raise _unsupported(prototxt, layer, "layer type")
     weights = read_caffemodel(caffemodel)
     g = _Graph(prototxt)
-    output_blobs = list(outputs or net_outputs(prototxt))
     g.used.update(output_blobs)  # reserved for the graph outputs (see the renaming below)
     inputs = []
     legacy = [(name, tuple(net.input_shape[i].dim) if net.input_shape else tuple(net.input_dim[4 * i:4 * i + 4]))

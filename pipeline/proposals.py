@@ -10,16 +10,21 @@ from core.config import InputConfig, TestConfig
 from core.proposals import SS_MODES, selective_search  # noqa: F401  (the one selective search, shared with data_prep)
 from pipeline.backends import input_shape, make_backend
 from pipeline.model_store import Model
+from pipeline.ssd_decode import CONF_BLOB, LOC_BLOB, detection_rows, detection_settings, prior_boxes
 
 log = logging.getLogger(__name__)
 
 
 class SSDProposer:
-    """The single-shot proposal net of Fast-HyperFace: `detection_out` rows with score >= ssd_threshold,
-    best first, at most ssd_max_proposals; no NMS is applied on top of the net's own output."""
+    """The single-shot proposal net of Fast-HyperFace: the net runs up to its loc/conf outputs in any
+    backend (ONNX Runtime included), its PriorBox + DetectionOutput are decoded in numpy
+    (pipeline/ssd_decode.py); rows with score >= ssd_threshold, best first, at most ssd_max_proposals;
+    no NMS is applied on top of the net's own output."""
 
     def __init__(self, model: Model, backend: str, input_cfg: InputConfig, test_cfg: TestConfig):
-        self.backend = make_backend(backend, model.prototxt, model.caffemodel, ["detection_out"])
+        self.backend = make_backend(backend, model.prototxt, model.caffemodel, [LOC_BLOB, CONF_BLOB])
+        self.priors, self.variances = prior_boxes(model.prototxt)
+        self.detection = detection_settings(model.prototxt)
         _, _, self.height, self.width = input_shape(model.prototxt)
         self.mean = np.asarray(input_cfg.mean_bgr, dtype=np.float32)
         self.test = test_cfg
@@ -27,7 +32,8 @@ class SSDProposer:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         x = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
-        det = self.backend.forward(x.transpose(2, 0, 1)[None])["detection_out"].reshape(-1, 7)
+        out = self.backend.forward(x.transpose(2, 0, 1)[None])
+        det = detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], self.priors, self.variances, self.detection)
         return ssd_boxes(det, w, h, self.test)
 
 

@@ -177,7 +177,7 @@ def test_unsupported_layer_is_one_clear_line(tmp_path, caplog):
         OnnxRuntimeBackend(proto, cm)
     msg = str(err.value)
     assert "\n" not in msg and str(proto) in msg and "'act'" in msg and "Sigmoid" in msg
-    # make_backend (the pipeline's entry) runs such a net (e.g. the SSD proposal net) with OpenCV DNN
+    # make_backend (the pipeline's entry) runs such a net with OpenCV DNN
     backend = make_backend("onnxruntime", proto, cm)
     assert isinstance(backend, OpenCVBackend) and "Sigmoid" in caplog.text
     lrn = tmp_path / "lrn.prototxt"
