@@ -82,6 +82,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--prototxt", type=Path, default=REPO / "prototxt" / "hyperface" / "deploy.prototxt")
     ap.add_argument("--ssd-prototxt", type=Path, default=REPO / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="also time the end-to-end paths with this trained model folder (and its proposals/ net)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     cfg = load_config()
@@ -147,11 +149,27 @@ def main(argv=None) -> dict:
             res["fast_hyperface_s_per_image"] = t
             print(f"Fast-HyperFace end to end (SSD proposals): {t:.2f} s/image "
                   f"({fast.last_timings['num_proposals']} proposals)")
+    if args.model is not None:
+        _time_trained(args.model, image, cfg, res)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {res['peak_rss_mb']:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1) + "\n")
     return res
+
+
+def _time_trained(model: Path, image: np.ndarray, cfg, res: dict) -> None:
+    """End to end with trained weights: how many regions pass the thresholds (and so IRP's work)
+    depends on them. Best of 3 after a warm-up call (the first call converts and loads the nets)."""
+    paths = [("hyperface_trained", "selective search fast", HyperFace(model, config=cfg))]
+    if (model / "proposals").is_dir():
+        paths.append(("fast_hyperface_trained", "SSD proposals", HyperFace(model, config=cfg, proposals="ssd")))
+    for key, what, det in paths:
+        det.detect(image)
+        t = min(_timed(lambda: det.detect(image)) for _ in range(3))
+        res[f"{key}_s_per_image"] = t
+        print(f"{model.name} end to end ({what}, trained weights): {t:.2f} s/image, best of 3 "
+              f"({det.last_timings.get('num_proposals', '?')} proposals, {det.last_timings.get('regions', '?')} regions forwarded)")
 
 
 if __name__ == "__main__":

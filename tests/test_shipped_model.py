@@ -111,3 +111,39 @@ def test_demo_photos_give_their_true_face_count(detector, repo_root, name):
     if len(truth):
         det = np.array([f.box for f in faces])
         assert box_iou(det, truth).max(axis=0).min() > DEMO_MIN_IOU[name]
+
+
+# ---- the shipped Fast-HyperFace proposal net (models/hyperface/proposals, issue 12) ----
+
+@pytest.fixture(scope="module")
+def proposal_model(model_dir):
+    from pipeline.model_store import load_model
+    path = model_dir / "proposals"
+    assert (path / "model.json").is_file(), f"{path}: the shipped proposal net is missing"
+    return load_model(path)
+
+
+def test_proposal_net_is_small_and_described(proposal_model):
+    doc = json.loads((proposal_model.model_dir / "model.json").read_text())
+    assert doc["weights"] == "weights_fp16.npz"
+    assert (proposal_model.model_dir / "weights_fp16.npz").stat().st_size < 5 * 2**20
+    meta = doc["meta"]
+    assert meta["iterations"] >= 1000 and "recomputed" in meta["batchnorm"]
+    assert meta["trained_on"]["wider"]["split"] == "train-fit"  # the held-out photos were not trained on
+
+
+def test_proposal_net_runs_in_onnxruntime_and_opencv_and_finds_the_demo_faces(proposal_model, repo_root):
+    from pipeline.backends import OnnxRuntimeBackend, OpenCVBackend
+    from pipeline.proposals import SSDProposer
+    ort = SSDProposer(proposal_model, "onnxruntime", CFG.input, CFG.test)
+    ocv = SSDProposer(proposal_model, "opencv", CFG.input, CFG.test)
+    assert isinstance(ort.backend, OnnxRuntimeBackend) and isinstance(ocv.backend, OpenCVBackend)
+    for name, faces in DEMO_FACES.items():
+        image = cv2.imread(str(repo_root / "examples" / "images" / f"{name}.jpg"))
+        boxes, same = ort(image), ocv(image)
+        assert 0 < len(boxes) <= CFG.test.ssd_max_proposals
+        # the two engines give the same proposals (the best 20 within a pixel)
+        np.testing.assert_allclose(boxes[:20], same[:20], atol=1.0)
+        for face in faces:
+            best = float(box_iou(np.asarray(face, float), boxes).max())
+            assert best > 0.5, f"{name}: best proposal IoU {best:.2f} with the face"
