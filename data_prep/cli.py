@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from core.config import DATA_ROOT, load_config
-from data_prep.build import TASKS, build_lmdb
 from core.errors import HyperFaceError
+from data_prep.build import TASKS, build_lmdb
 from data_prep.errors import DataPrepError
 from data_prep.mix import build_mix, parse_mix, parse_set
 from data_prep.readers import CROP_DATASETS, read_dataset

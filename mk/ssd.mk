@@ -1,20 +1,21 @@
 # Fast-HyperFace proposal net (Section 5.6): SSD training data, training run and export.
 #   make lmdb-ssd              whole images + face boxes -> $(SSD_OUT)/lmdb/ssd_lmdb (AnnotatedDatum)
 #   make train-fast-hyperface  lmdb-ssd -> `python -m training stage fast_hyperface_ssd` -> model directory
-#        [SSD_OUT=runs/train_ssd] [SSD_MIX=wider=1239:train-fit,helen=870] [SSD_ITERS=8000] [SSD_BATCH=8]
-#        [SSD_LR=0.005] [SSD_EXPORT=$(SSD_OUT)/model] [DATA=../shared/data]
+#        [SSD_OUT=runs/train_ssd] [SSD_MIX=wider=1239:train-fit,helen=870] [SSD_ITERS=5500] [SSD_BATCH=16]
+#        [SSD_LR=0.01] [SSD_EXPORT=$(SSD_OUT)/model] [DATA=../shared/data]
 #   make export-ssd            the stage's final weights (or newest snapshot) -> $(SSD_EXPORT), BatchNorm folded
 # The exported folder is what `HyperFace(model_dir, proposals="ssd", ssd_model_dir=$(SSD_EXPORT))` loads
 # (or copy it to <model_dir>/proposals/). Rerunning resumes the LMDB build and the newest solverstate.
 SSD_OUT ?= $(ROOT)/runs/train_ssd
 SSD_MIX ?= wider=1239:train-fit,helen=870
-SSD_ITERS ?= 8000
-SSD_BATCH ?= 8
+# The shipped proposal net: these settings, stopped (SIGTERM, snapshot) at iteration 4,874 and exported.
+SSD_ITERS ?= 5500
+SSD_BATCH ?= 16
 # Without BatchNorm the solver's base_lr 0.001 diverged from random init on raw-pixel input (NaN within
 # 6 iterations) and 0.0001 learned slowly; with BatchNorm after every base convolution (--batchnorm,
 # folded at export) SSD_LR trains from scratch.
-SSD_LR ?= 0.005
-SSD_SNAPSHOT_EVERY ?= 200
+SSD_LR ?= 0.01
+SSD_SNAPSHOT_EVERY ?= 250
 SSD_EXPORT ?= $(SSD_OUT)/model
 
 .PHONY: lmdb-ssd train-fast-hyperface export-ssd test-ssd

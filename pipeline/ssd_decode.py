@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.geometry import box_iou
 from core.net_shapes import infer_shapes, read_prototxt
 
 LOC_BLOB, CONF_BLOB = "mbox_loc", "mbox_conf_flatten"
@@ -108,14 +109,6 @@ def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances: np.ndarray) -> 
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
 
 
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def detection_rows(loc: np.ndarray, conf: np.ndarray, priors: np.ndarray, variances: np.ndarray,
                    settings: DetectionSettings) -> np.ndarray:
     """DetectionOutput of one image: rows [0, label, score, x1, y1, x2, y2] (normalised), best first.
@@ -136,7 +129,7 @@ def detection_rows(loc: np.ndarray, conf: np.ndarray, priors: np.ndarray, varian
         kept = []
         for i in idx:
             if settings.nms_threshold >= 1.0 or not kept or \
-                    (_iou_one(boxes[i], boxes[kept]) <= settings.nms_threshold).all():
+                    (box_iou(boxes[i], boxes[kept]) <= settings.nms_threshold).all():
                 kept.append(i)
         rows += [(0.0, float(label), float(s[i]), *boxes[i]) for i in kept]
     out = np.asarray(rows, dtype=np.float64).reshape(-1, 7)

@@ -83,8 +83,9 @@ def recompute_statistics(train_prototxt, caffemodel, batches: int, seed: int = 0
     `batches` training batches of the final weights ("precise BN").
 
     Why: Caffe keeps a moving average (fraction 0.999, about the last 1,000 iterations), which lags far
-    behind weights that still change fast: after 1,000 SSD iterations from scratch the TEST-mode net
-    found 6 % of the held-out faces while the same weights with batch statistics found most of them.
+    behind weights that still change fast: after 1,000 SSD iterations from scratch the TEST-mode net's
+    conv4_1 outputs were 50 % off the batch-normalised net's on the same training batch, and its boxes
+    landed away from the faces; with recomputed statistics the class scores differed by 1.6 %.
     With moving_average_fraction 1 Caffe's running sums become plain sums over the batches run here.
     """
     import os

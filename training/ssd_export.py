@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.caffe_proto import caffe_pb2
 from core.config import REPO_ROOT
 from core.model_store import export_model, read_caffemodel, write_caffemodel
-from prototxt.netspec_utils import read_solver
+from prototxt.netspec_utils import read_net, read_solver
 from training.batchnorm import BN_SUFFIX, fold_batchnorm, recompute_statistics
 from training.loss_log import read_log
 from training.stage import TrainingError, latest_solverstate
@@ -38,6 +39,15 @@ def final_weights(stage_dir: Path) -> tuple[Path, int]:
     return snap[1].with_suffix(".caffemodel"), snap[0]
 
 
+def _train_batch_size(train_val: Path) -> int | None:
+    """The batch the stage wrote into its train net (the TRAIN-phase data layer)."""
+    train = caffe_pb2().TRAIN
+    for layer in read_net(train_val).layer:
+        if layer.type == "AnnotatedData" and any(inc.phase == train for inc in layer.include):
+            return int(layer.data_param.batch_size)
+    return None
+
+
 def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path, bn_batches: int = 50) -> Path:
     """bn_batches: training batches over which the BatchNorm statistics are recomputed at the final
     weights before folding (training/batchnorm.recompute_statistics; Caffe's moving average lags)."""
@@ -54,7 +64,7 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path,
         "images": manifest.get("num_images"),
         "faces": manifest.get("num_faces"),
         "iterations": iteration,
-        "batch_size": None,
+        "batch_size": _train_batch_size(stage_dir / "train_val.prototxt"),
         "base_lr": solver.base_lr,
         "lr_policy": solver.lr_policy,
         "batchnorm": (f"BatchNorm + Scale after every base convolution, statistics recomputed over {bn_batches} "
@@ -62,11 +72,6 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path,
         "mbox_loss_first_100": round(float(np.mean(loss[:100])), 4) if len(loss) else None,
         "mbox_loss_last_100": round(float(np.mean(loss[-100:])), 4) if len(loss) else None,
     }
-    train_net = (stage_dir / "train_val.prototxt").read_text()
-    for line in train_net.splitlines():  # the batch the stage wrote into its train net
-        if "batch_size:" in line:
-            meta["batch_size"] = int(line.split(":")[1])
-            break
     with tempfile.TemporaryDirectory() as tmp:
         deploy_weights = Path(tmp) / "deploy.caffemodel"
         if batchnorm:
