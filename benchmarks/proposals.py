@@ -10,6 +10,11 @@ call, clipped, sides >= min_box_side, at most max_proposals) and "filtered" is c
 N of each photo), by face size (benchmarks.metrics.proposals), a merge_iou sweep, seconds per
 photo; writes report.md, recall.png and recall.json under --out (runs/bench/proposals). Raw
 selective-search boxes are cached under --out/cache, so a rerun only redoes the analysis.
+
+`--prior-coverage training|held-out [--prototxt P]` prints instead the recall of an SSD net's prior
+boxes themselves (every prior, scaled to the photo): the ceiling of the faces that its MultiBoxLoss can
+match at overlap 0.5 without a regressed offset. The prior design is chosen on `training` (the WIDER
+train-fit photos the SSD trains on), not on the held-out photos.
 """
 from __future__ import annotations
 
@@ -50,6 +55,35 @@ def held_out_photos(data: Path, cfg: HyperFaceConfig) -> list[tuple[str, Path, n
     photos += [(f"wider/{r.image_id}", r.path, np.array([f.box for f in r.faces]).reshape(-1, 4))
                for r in wider if r.image_id in held]
     return photos
+
+
+def training_photos(data: Path, cfg: HyperFaceConfig) -> list[tuple[str, Path, np.ndarray]]:
+    """(image id, path, face boxes) of the WIDER train-fit photos (the SSD's training photos)."""
+    from data_prep.readers.wider import read_wider
+
+    return [(f"wider/{r.image_id}", r.path, np.array([f.box for f in r.faces]).reshape(-1, 4))
+            for r in read_wider(data / "wider_train", split="train-fit", config=cfg)]
+
+
+def prior_coverage(prototxt: Path, photos: list[tuple[str, Path, np.ndarray]]) -> dict:
+    """proposal_recall of the net's priors (normalised boxes scaled to each photo, all of them)."""
+    from pipeline.ssd_decode import prior_boxes
+
+    priors = prior_boxes(prototxt)[0].astype(np.float64)
+    props, gts = [], []
+    for _, path, gt in photos:
+        h, w = _image_size(path)
+        props.append(priors * np.array([w, h, w, h], dtype=np.float64))
+        gts.append(gt)
+    return proposal_recall(props, gts, (len(priors),))
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header (PIL reads no pixels for this)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width
 
 
 def legacy_proposals(raw: np.ndarray, width: int, height: int, cfg: HyperFaceConfig, mode: str) -> np.ndarray:
@@ -204,8 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N photos")
     p.add_argument("--quality-limit", type=int, default=None, help="quality mode (slow) on the first N photos only")
     p.add_argument("--config", default=None)
+    p.add_argument("--prior-coverage", choices=("training", "held-out"), default=None,
+                   help="print the recall of the SSD net's priors on these photos instead")
+    p.add_argument("--prototxt", default=str(REPO_ROOT / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"),
+                   help="SSD deploy net of --prior-coverage")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.prior_coverage:
+        cfg = load_config(args.config)
+        photos = (training_photos if args.prior_coverage == "training" else held_out_photos)(DATA, cfg)[:args.limit]
+        r = prior_coverage(Path(args.prototxt), photos)
+        for t in (0.5, 0.7):
+            print(f"priors of {args.prototxt}, {len(photos)} {args.prior_coverage} photos, IoU > {t}: "
+                  + ", ".join(f"{b} {r['recall'][t][b][0]:.3f} ({r['n_faces'][b]} faces)" for b in r["bins"]))
+        return 0
     res = run(Path(args.out), load_config(args.config), Path(args.model), args.modes, args.limit, args.quality_limit)
     for name, row in res["summary"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))

@@ -125,3 +125,18 @@ def test_proposal_recall_hand_computed():
                                 "all": [0.25, 0.75, 0.75, 0.75]}   # IoU exactly 0.5 does not count
     assert r["recall"][0.7] == {"30-60": [0, 0.5, 0.5, 0.5], "60-120": [0, 0, 1, 1], ">120": [0, 0, 1, 1],
                                 "all": [0, 0.25, 0.75, 0.75]}      # nor exactly 0.7
+
+
+def test_prior_coverage_of_the_ssd_net_hand_made(tmp_path):
+    """One face equal to a prior of the SSD net (conv5_1: step 32, min size 64; cell row 1, column 2 is
+    centred at (80, 48)) and one 30x300 face that no prior overlaps by IoU > 0.5 (the best, the 0.5
+    wide/tall prior of area 128^2, 90.5 x 181, shares at most 30 x 181 of it: IoU <= 0.27)."""
+    from benchmarks.proposals import prior_coverage
+
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), np.zeros((512, 512, 3), np.uint8))
+    faces = np.array([[48.0, 16.0, 112.0, 80.0], [200.0, 100.0, 230.0, 400.0]])
+    r = prior_coverage(REPO_ROOT / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt", [("p", photo, faces)])
+    assert r["n_faces"]["all"] == 2
+    assert r["recall"][0.5]["all"][0] == 0.5 and r["recall"][0.7]["all"][0] == 0.5
+    assert r["n_faces"]["60-120"] == 2  # sizes sqrt(64 * 64) = 64 and sqrt(30 * 300) = 94.9

@@ -29,6 +29,9 @@ def ssd_weights(tmp_path_factory):
     """Random weights scaled so the class scores spread over (0, 1) (zero weights tie every score)."""
     w = random_weights(SSD, 7)
     w["conv3_2_norm"][0][:] = 1.0
+    for name in w:  # 32,760 priors: full-scale random heads saturate the top scores at 1.0 (ties)
+        if name.endswith("_mbox_conf"):
+            w[name] = [blob * 0.25 for blob in w[name]]
     return write_caffemodel(SSD, w, tmp_path_factory.mktemp("ssd") / "w.caffemodel")
 
 
@@ -60,7 +63,13 @@ def test_priors_equal_caffe(caffe, ssd_weights):
     net.forward()
     want = net.blobs["mbox_priorbox"].data[0]
     priors, variances = prior_boxes(SSD)
-    assert priors.shape == (10920, 4)
+    # 6 feature maps of 64, 32, 16, 8, 4, 2 cells a side, 6 priors per cell: 5,460 cells x 6
+    assert priors.shape == (32760, 4)
+    # cell (0, 0) of conv3_2_norm, in Caffe's order: per min size m (16, then 23) a square of m, a square of
+    # sqrt(m * max) and a box 0.5 wide/tall of area m^2
+    r = 0.5 ** 0.5
+    np.testing.assert_allclose((priors[:6, 2] - priors[:6, 0]) * 512, [16, 368 ** .5, 16 * r, 23, 736 ** .5, 23 * r], rtol=1e-5)
+    np.testing.assert_allclose((priors[:6, 3] - priors[:6, 1]) * 512, [16, 368 ** .5, 16 / r, 23, 736 ** .5, 23 / r], rtol=1e-5)
     np.testing.assert_allclose(priors, want[0].reshape(-1, 4), atol=1e-6)
     np.testing.assert_allclose(variances, want[1].reshape(-1, 4), atol=1e-7)
 
