@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"held-out set (repeat; default all: {', '.join(f'{k}={DATA_ROOT / v}' for k, v in SETS.items())})")
     p.add_argument("--methods", nargs="+", default=list(BASELINES), choices=BASELINES)
     p.add_argument("--model", default=None, help="also run HyperFace with this model folder")
-    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd"), help="with --model")
+    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd", "fast+ssd"), help="with --model")
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"), help="with --model")
     p.add_argument("--irp", type=int, default=None, help="with --model: IRP iterations (default config)")
     p.add_argument("--mtcnn-min-face", type=float, default=20.0, help="MTCNN's smallest face in px (20 as in MTCNN; faceie's default 48)")

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results, PNGs, report.md)")
     p.add_argument("--results", action="append", default=[], help="with 'score': a results folder (repeat for several models)")
     p.add_argument("--label", action="append", default=[], help="with 'score': a name for each --results")
-    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd"))
+    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd", "fast+ssd"))
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"))
     p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
     p.add_argument("--threshold", type=float, default=None,

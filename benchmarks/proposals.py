@@ -111,7 +111,7 @@ def _raw(photo_id: str, path: Path, image: np.ndarray, cfg: HyperFaceConfig, mod
 
 
 def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int | None = None,
-        quality_limit: int | None = None) -> dict:
+        quality_limit: int | None = None, ssd_nms: tuple[float, ...] = ()) -> dict:
     photos = held_out_photos(DATA, cfg)[:limit]
     methods: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, list[float]] = {}
@@ -145,13 +145,19 @@ def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int
         from pipeline.proposals import SSDProposer
 
         proposer = SSDProposer(load_model(ssd_dir), "onnxruntime", cfg.input, cfg.test)
-        methods["SSD net"], seconds["SSD net"] = [], []
-        subsets["SSD net"] = list(range(len(photos)))
+        names = {nms: "SSD net" if nms == cfg.test.ssd_nms_iou else f"SSD net, NMS {nms:g}"
+                 for nms in dict.fromkeys([cfg.test.ssd_nms_iou, *ssd_nms])}
+        for name in names.values():
+            methods[name], seconds[name], subsets[name] = [], [], list(range(len(photos)))
         for photo_id, path, _ in photos:
             image = cv2.imread(str(path))
             t = time.perf_counter()
-            methods["SSD net"].append(proposer(image))
-            seconds["SSD net"].append(time.perf_counter() - t)
+            out_blobs = proposer.forward(image)
+            t_net = time.perf_counter() - t
+            for nms, name in names.items():
+                t = time.perf_counter()
+                methods[name].append(proposer.decode(out_blobs, image.shape[1], image.shape[0], nms))
+                seconds[name].append(t_net + time.perf_counter() - t)
     else:
         ssd_note = f"SSD proposal net: skipped, no model folder {ssd_dir}"
         print(ssd_note)
@@ -234,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks proposals", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(REPO_ROOT / "runs" / "bench" / "proposals"))
     p.add_argument("--model", default=str(REPO_ROOT / "models" / "hyperface"), help="its proposals/ folder is the SSD net")
-    p.add_argument("--modes", nargs="+", default=list(SS_MODES), choices=SS_MODES)
+    p.add_argument("--modes", nargs="*", default=list(SS_MODES), choices=SS_MODES)
     p.add_argument("--limit", type=int, default=None, help="only the first N photos")
     p.add_argument("--quality-limit", type=int, default=None, help="quality mode (slow) on the first N photos only")
     p.add_argument("--config", default=None)
+    p.add_argument("--ssd-nms", type=float, nargs="*", default=[],
+                   help="also score the SSD net with these NMS IoUs (test.ssd_nms_iou is its own row)")
     p.add_argument("--prior-coverage", choices=("training", "held-out"), default=None,
                    help="print the recall of the SSD net's priors on these photos instead")
     p.add_argument("--prototxt", default=str(REPO_ROOT / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"),
@@ -252,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"priors of {args.prototxt}, {len(photos)} {args.prior_coverage} photos, IoU > {t}: "
                   + ", ".join(f"{b} {r['recall'][t][b][0]:.3f} ({r['n_faces'][b]} faces)" for b in r["bins"]))
         return 0
-    res = run(Path(args.out), load_config(args.config), Path(args.model), args.modes, args.limit, args.quality_limit)
+    res = run(Path(args.out), load_config(args.config), Path(args.model), args.modes, args.limit, args.quality_limit,
+              tuple(args.ssd_nms))
     for name, row in res["summary"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     for name, row in res["merge_sweep"].items():

@@ -99,8 +99,11 @@ class TestConfig:
     lnms_top_k: int = 5                # k of Algorithm 2
     nms_iou: float = 0.3               # plain NMS of the R-CNN Face baseline
     batch_size: int = 32
-    ssd_threshold: float = 0.01        # Fast-HyperFace: SSD proposal score kept (no NMS after it)
+    ssd_threshold: float = 0.01        # Fast-HyperFace: SSD proposal score kept
     ssd_max_proposals: int = 200       # Fast-HyperFace: at most this many SSD proposals per image
+    ssd_pre_nms_top_k: int = 400       # Fast-HyperFace: the best this many SSD boxes go into its NMS
+    ssd_nms_iou: float = 1.0           # Fast-HyperFace: NMS of the SSD boxes (1.0: none); overrides the
+                                       # deploy net's DetectionOutput, as do the three settings above
     max_image_side: int = 4096         # larger images are downscaled for detection, results mapped back
 
 
@@ -212,8 +215,8 @@ def _scalar(default, value, where: str):
 # batch sizes are >= 1; every other number of these sections is >= 0.
 _UNIT_INTERVAL = {"iou.detection_positive", "iou.detection_negative", "iou.landmarks_min", "iou.pose_gender_min",
                   "test.detection_threshold", "test.visibility_threshold", "test.lnms_iou", "test.nms_iou",
-                  "test.ssd_threshold", "benchmark.eval_iou"}
-_AT_LEAST_ONE = {"input.size", "test.batch_size", "test.lnms_top_k", "test.ssd_max_proposals", "test.max_image_side",
+                  "test.ssd_threshold", "test.ssd_nms_iou", "benchmark.eval_iou"}
+_AT_LEAST_ONE = {"input.size", "test.batch_size", "test.lnms_top_k", "test.ssd_max_proposals", "test.ssd_pre_nms_top_k", "test.max_image_side",
                  "selective_search.max_side", "selective_search.max_proposals",
                  "selective_search.max_proposals_quality", "benchmark.fddb_fp_at"}
 _CHOICES = {"selective_search.mode": ("fast", "quality")}

@@ -21,7 +21,8 @@ from pipeline.postprocess import Regions, decode_outputs, iterative_region_propo
 from pipeline.proposals import SS_MODES, SSDProposer, selective_search
 
 log = logging.getLogger(__name__)
-PROPOSALS = SS_MODES + ("ssd",)
+# "fast+ssd": the SSD net's proposals followed by fast selective search's (recall of both; both costs)
+PROPOSALS = SS_MODES + ("ssd", "fast+ssd")
 POSTS = ("lnms", "nms")
 SSD_SUBDIR = "proposals"  # <model_dir>/proposals/ holds the SSD proposal model directory for proposals="ssd"
 
@@ -30,8 +31,8 @@ class HyperFace:
     """Face detection, landmarks (AFLW-21), visibility, pose and gender from one deploy net.
 
     model_dir: a model directory (pipeline/model_store.py). backend: "onnxruntime" (default when
-    installed: fastest here, benchmarks/SPEED.md), "opencv" (OpenCV DNN) or "caffe" (pycaffe). proposals: "fast" / "quality" selective search, or "ssd" (Fast-HyperFace; the SSD model
-    directory is ssd_model_dir or <model_dir>/proposals). post: "lnms" (Algorithm 2) or "nms" (plain
+    installed: fastest here, benchmarks/SPEED.md), "opencv" (OpenCV DNN) or "caffe" (pycaffe). proposals: "fast" / "quality" selective search, "ssd" (Fast-HyperFace; the SSD model
+    directory is ssd_model_dir or <model_dir>/proposals) or "fast+ssd" (both, the SSD's first). post: "lnms" (Algorithm 2) or "nms" (plain
     NMS + box regression when the net has bbox_deltas, the R-CNN Face baseline). irp_iterations: T of
     Algorithm 1 (None: config value; forced to 0 for nets without landmarks). config: a
     HyperFaceConfig or a YAML path (None: config/hyperface.yaml). detection_threshold: face
@@ -79,7 +80,7 @@ class HyperFace:
         if self.irp_iterations and not has_landmarks:
             raise ModelError(self.model.prototxt, "IRP needs a 'landmarks' output; use irp_iterations=0")
         self.ssd = self.ssd_model = None
-        if proposals == "ssd":
+        if proposals in ("ssd", "fast+ssd"):
             ssd_dir = Path(ssd_model_dir) if ssd_model_dir else self.model.model_dir / SSD_SUBDIR
             self.ssd_model = load_model(ssd_dir)
             self.ssd = SSDProposer(self.ssd_model, backend, self.cfg.input, self.cfg.test)
@@ -98,8 +99,10 @@ class HyperFace:
 
     def propose(self, image: np.ndarray) -> np.ndarray:
         """Proposal boxes (n, 4) for a uint8 BGR image."""
-        if self.ssd is not None:
+        if self.proposals == "ssd":
             return self.ssd(image)
+        if self.proposals == "fast+ssd":
+            return np.concatenate([self.ssd(image), selective_search(image, self.cfg.selective_search, "fast")])
         return selective_search(image, self.cfg.selective_search, self.proposals)
 
     def evaluate(self, image: np.ndarray, boxes: np.ndarray) -> Regions:

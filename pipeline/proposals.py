@@ -1,6 +1,7 @@
 """Region proposals: OpenCV selective search (HyperFace) and the SSD proposal net (Fast-HyperFace)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import cv2
@@ -18,23 +19,33 @@ log = logging.getLogger(__name__)
 class SSDProposer:
     """The single-shot proposal net of Fast-HyperFace: the net runs up to its loc/conf outputs in any
     backend (ONNX Runtime included), its PriorBox + DetectionOutput are decoded in numpy
-    (pipeline/ssd_decode.py); rows with score >= ssd_threshold, best first, at most ssd_max_proposals;
-    no NMS is applied on top of the net's own output."""
+    (pipeline/ssd_decode.py) with the config's DetectionOutput settings (test.ssd_threshold,
+    ssd_pre_nms_top_k, ssd_nms_iou, ssd_max_proposals) in place of the deploy net's; boxes best first."""
 
     def __init__(self, model: Model, backend: str, input_cfg: InputConfig, test_cfg: TestConfig):
         self.backend = make_backend(backend, model.prototxt, model.caffemodel, [LOC_BLOB, CONF_BLOB])
         self.priors, self.variances = prior_boxes(model.prototxt)
-        self.detection = detection_settings(model.prototxt)
+        self.detection = dataclasses.replace(
+            detection_settings(model.prototxt), confidence_threshold=test_cfg.ssd_threshold,
+            top_k=test_cfg.ssd_pre_nms_top_k, nms_threshold=test_cfg.ssd_nms_iou, keep_top_k=test_cfg.ssd_max_proposals)
         _, _, self.height, self.width = input_shape(model.prototxt)
         self.mean = np.asarray(input_cfg.mean_bgr, dtype=np.float32)
         self.test = test_cfg
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
+        return self.decode(self.forward(image), image.shape[1], image.shape[0])
+
+    def forward(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The net's loc and conf outputs for one BGR image (warped to the net's input)."""
         x = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
-        out = self.backend.forward(x.transpose(2, 0, 1)[None])
-        det = detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], self.priors, self.variances, self.detection)
-        return ssd_boxes(det, w, h, self.test)
+        return self.backend.forward(x.transpose(2, 0, 1)[None])
+
+    def decode(self, out: dict[str, np.ndarray], width: int, height: int, nms_iou: float | None = None) -> np.ndarray:
+        """Proposal boxes (n, 4) in pixels of a width x height image from forward()'s outputs; nms_iou
+        replaces test.ssd_nms_iou (the proposal benchmark's sweep)."""
+        settings = self.detection if nms_iou is None else dataclasses.replace(self.detection, nms_threshold=nms_iou)
+        det = detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], self.priors, self.variances, settings)
+        return ssd_boxes(det, width, height, self.test)
 
 
 def ssd_boxes(det: np.ndarray, width: int, height: int, test: TestConfig) -> np.ndarray:

@@ -134,6 +134,23 @@ def test_ssd_proposals_fast_hyperface(env):
     assert isinstance(hf.detect(cv2.imread(str(AFW_IMAGES[1]))), list)
 
 
+@pytest.mark.skipif(not SSD.is_file(), reason="prototxt/fast_hyperface_ssd/deploy.prototxt not there")
+def test_fast_plus_ssd_proposals_are_the_ssd_boxes_then_selective_search(env):
+    image = cv2.imread(str(AFW_IMAGES[1]))
+    both = HyperFace(env["model"], config=env["config"], proposals="fast+ssd")
+    ssd = HyperFace(env["model"], config=env["config"], proposals="ssd").propose(image)
+    ss = HyperFace(env["model"], config=env["config"], proposals="fast").propose(image)
+    assert len(ssd) > 0 and len(ss) > 0
+    np.testing.assert_array_equal(both.propose(image), np.concatenate([ssd, ss]))
+    # the config's DetectionOutput settings replace the deploy net's (nms_threshold 1.0, top_k 400 there)
+    cfg = load_config(env["config"])
+    d = both.ssd.detection
+    assert (d.nms_threshold, d.top_k, d.keep_top_k, d.confidence_threshold) == (
+        cfg.test.ssd_nms_iou, cfg.test.ssd_pre_nms_top_k, cfg.test.ssd_max_proposals, cfg.test.ssd_threshold)
+    three = both.ssd.decode(both.ssd.forward(image), image.shape[1], image.shape[0], nms_iou=0.3)
+    assert 0 < len(three) <= len(ssd)
+
+
 def bad_inputs(folder: Path) -> dict[str, str]:
     """Write one file per kind of bad input; returns name -> expected run-log word."""
     folder.mkdir()
