@@ -148,6 +148,10 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
     meta = json.loads((ssd_dir / "model.json").read_text())["meta"]
     assert meta["iterations"] == 3 and meta["batch_size"] == 2 and "recomputed over 3 training batches" in meta["batchnorm"]
     assert meta["trained_on"]["wider"]["images"] == 3
+    # stage.json -> model.json: a first run from random weights, then a resume at iteration 2
+    runs = meta["stage_runs"]
+    assert [(r["from_iteration"], r["max_iter"], r["init_weights"]) for r in runs] == [(0, 2, None), (2, 3, None)]
+    assert runs[0]["resumed_from"] is None and runs[1]["resumed_from"].endswith("fast_hyperface_ssd_iter_2.solverstate")
     # the statistics are recomputed at the final weights (3 batches of 2), not Caffe's moving average
     # over the 3 iterations; the folded convolution is the snapshot's up to a positive per-channel gain
     exported = read_caffemodel(load_model(ssd_dir).caffemodel)

@@ -20,7 +20,7 @@ from core.model_store import export_model, read_caffemodel, write_caffemodel
 from prototxt.netspec_utils import read_net, read_solver
 from training.batchnorm import BN_SUFFIX, fold_batchnorm, recompute_statistics
 from training.loss_log import read_log
-from training.stage import TrainingError, latest_solverstate
+from training.stage import STAGE_RECORD, TrainingError, latest_solverstate
 
 MODEL = "fast_hyperface_ssd"
 DEPLOY = REPO_ROOT / "prototxt" / MODEL / "deploy.prototxt"
@@ -72,6 +72,9 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path,
         "mbox_loss_first_100": round(float(np.mean(loss[:100])), 4) if len(loss) else None,
         "mbox_loss_last_100": round(float(np.mean(loss[-100:])), 4) if len(loss) else None,
     }
+    record = stage_dir / STAGE_RECORD
+    if record.is_file():  # the stage's runs: random or initial weights (which layers), resumes
+        meta["stage_runs"] = json.loads(record.read_text())["runs"]
     with tempfile.TemporaryDirectory() as tmp:
         deploy_weights = Path(tmp) / "deploy.caffemodel"
         if batchnorm:

@@ -6,12 +6,14 @@ loss CSV and its PNG. Rerunning the same command restores the newest solverstate
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 import signal
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from core.config import REPO_ROOT
@@ -170,6 +172,26 @@ def _loss_blobs(net) -> list[str]:
     return [name for name in net.outputs if name.startswith("loss") or name.endswith("_loss")]
 
 
+STAGE_RECORD = "stage.json"
+
+
+def record_stage_run(spec: StageSpec, start: int, resumed_from: Path | None) -> None:
+    """Append this run's settings to <run_dir>/stage.json (read by export-ssd into model.json): what a
+    piece started from (a snapshot, initial weights and which layers of them, or random weights)."""
+    path = spec.run_dir / STAGE_RECORD
+    record = json.loads(path.read_text()) if path.is_file() else {"model": spec.model, "runs": []}
+    record["runs"].append({
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "from_iteration": int(start),
+        "resumed_from": str(resumed_from) if resumed_from else None,
+        "init_weights": None if resumed_from or spec.init_weights is None else str(spec.init_weights),
+        "init_layers": None if resumed_from or spec.init_layers is None else list(spec.init_layers),
+        "max_iter": spec.max_iter, "batch_size": spec.batch_size, "base_lr": spec.base_lr,
+        "lr_policy": spec.lr_policy, "lr_power": spec.lr_power, "batchnorm": spec.batchnorm, "seed": spec.seed,
+        "lmdb_dir": str(spec.lmdb_dir)})
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def run_stage(spec: StageSpec, progress: bool = True, validator=None) -> Path:
     """Train (or resume) the stage up to spec.max_iter; return the final caffemodel path."""
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -189,6 +211,7 @@ def run_stage(spec: StageSpec, progress: bool = True, validator=None) -> Path:
     elif spec.init_weights is not None:
         copy_initial_weights(solver.net, resolve_init_weights(spec.init_weights), spec.init_layers)
     start = solver.iter
+    record_stage_run(spec, start, resumed[1] if resumed is not None else None)
     feeder = sampler_layer(solver.net)
     if feeder is not None:
         feeder.iteration = start  # batch k is a function of (seed, k): a resume draws what a full run would
