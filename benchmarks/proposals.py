@@ -11,6 +11,9 @@ N of each photo), by face size (benchmarks.metrics.proposals), a merge_iou sweep
 photo; writes report.md, recall.png and recall.json under --out (runs/bench/proposals). Raw
 selective-search boxes are cached under --out/cache, so a rerun only redoes the analysis.
 
+`--after-irp N` adds, on the first N photos, the recall of every box the whole pipeline's net saw (fast
+selective search, then the boxes IRP added at the model's threshold; detector.last_evaluated_boxes).
+
 `--prior-coverage training|held-out [--prototxt P]` prints instead the recall of an SSD net's prior
 boxes themselves (every prior, scaled to the photo): the ceiling of the faces that its MultiBoxLoss can
 match at overlap 0.5 without a regressed offset. The prior design is chosen on `training` (the WIDER
@@ -111,7 +114,9 @@ def _raw(photo_id: str, path: Path, image: np.ndarray, cfg: HyperFaceConfig, mod
 
 
 def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int | None = None,
-        quality_limit: int | None = None, ssd_nms: tuple[float, ...] = ()) -> dict:
+        quality_limit: int | None = None, ssd_nms: tuple[float, ...] = (), after_irp: int = 0) -> dict:
+    """after_irp: on the first N photos also run the whole pipeline (fast selective search, the model's
+    threshold) and score every box the net saw: the proposals, then those IRP added."""
     photos = held_out_photos(DATA, cfg)[:limit]
     methods: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, list[float]] = {}
@@ -162,6 +167,20 @@ def run(out: Path, cfg: HyperFaceConfig, model: Path, modes=SS_MODES, limit: int
         ssd_note = f"SSD proposal net: skipped, no model folder {ssd_dir}"
         print(ssd_note)
 
+    if after_irp:
+        from pipeline import HyperFace
+
+        hf = HyperFace(model, config=cfg, proposals="fast")
+        before, after = f"SS fast, filtered (first {after_irp})", f"SS fast + IRP at the model's threshold (first {after_irp})"
+        methods[before], methods[after], seconds[before], seconds[after] = [], [], [], []
+        subsets[before] = subsets[after] = list(range(min(after_irp, len(photos))))
+        for photo_id, path, _ in photos[:after_irp]:
+            hf.detect(cv2.imread(str(path)))
+            n = int(hf.last_timings["num_proposals"])
+            methods[before].append(hf.last_evaluated_boxes[:n])
+            methods[after].append(hf.last_evaluated_boxes)
+            seconds[before].append(hf.last_timings["proposals"])
+            seconds[after].append(hf.last_timings["total"])
     results = {name: proposal_recall(props, [gts[i] for i in subsets[name]], COUNTS) for name, props in methods.items()}
     afw = [i for i, (pid, _, _) in enumerate(photos) if pid.startswith("afw/")]
     results_afw = {name: proposal_recall([props[i] for i in afw if i < len(props)], [gts[i] for i in afw if i < len(props)],
@@ -246,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--ssd-nms", type=float, nargs="*", default=[],
                    help="also score the SSD net with these NMS IoUs (test.ssd_nms_iou is its own row)")
+    p.add_argument("--after-irp", type=int, default=0, metavar="N",
+                   help="also the recall of selective search after IRP (whole pipeline) on the first N photos")
     p.add_argument("--prior-coverage", choices=("training", "held-out"), default=None,
                    help="print the recall of the SSD net's priors on these photos instead")
     p.add_argument("--prototxt", default=str(REPO_ROOT / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"),
@@ -261,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{b} {r['recall'][t][b][0]:.3f} ({r['n_faces'][b]} faces)" for b in r["bins"]))
         return 0
     res = run(Path(args.out), load_config(args.config), Path(args.model), args.modes, args.limit, args.quality_limit,
-              tuple(args.ssd_nms))
+              tuple(args.ssd_nms), args.after_irp)
     for name, row in res["summary"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     for name, row in res["merge_sweep"].items():

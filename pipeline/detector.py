@@ -85,6 +85,7 @@ class HyperFace:
             self.ssd_model = load_model(ssd_dir)
             self.ssd = SSDProposer(self.ssd_model, backend, self.cfg.input, self.cfg.test)
         self.last_timings: dict[str, float] = {}
+        self.last_evaluated_boxes = np.zeros((0, 4))
 
     def _check_input(self) -> None:
         _, channels, h, w = input_shape(self.model.prototxt)
@@ -179,6 +180,8 @@ class HyperFace:
             results.append(faces)
             self.last_timings["post"] = self.last_timings.get("post", 0.0) + time.perf_counter() - t2
         self.last_timings["total"] = time.perf_counter() - t0
+        # every box the net saw, proposals first, then IRP's (the proposal benchmark's recall after IRP)
+        self.last_evaluated_boxes = np.concatenate([r.boxes for r in memo.values()]) if memo else np.zeros((0, 4))
         return results
 
 

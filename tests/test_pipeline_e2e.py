@@ -149,6 +149,11 @@ def test_fast_plus_ssd_proposals_are_the_ssd_boxes_then_selective_search(env):
         cfg.test.ssd_nms_iou, cfg.test.ssd_pre_nms_top_k, cfg.test.ssd_max_proposals, cfg.test.ssd_threshold)
     three = both.ssd.decode(both.ssd.forward(image), image.shape[1], image.shape[0], nms_iou=0.3)
     assert 0 < len(three) <= len(ssd)
+    # every box the net saw: the proposals in their order, then the boxes IRP added
+    both.detect(image)
+    n = both.last_timings["num_proposals"]
+    assert n == len(ssd) + len(ss) and len(both.last_evaluated_boxes) >= n
+    np.testing.assert_array_equal(both.last_evaluated_boxes[:n], np.concatenate([ssd, ss]))
 
 
 def bad_inputs(folder: Path) -> dict[str, str]:
