@@ -104,6 +104,10 @@ class TestConfig:
     ssd_pre_nms_top_k: int = 400       # Fast-HyperFace: the best this many SSD boxes go into its NMS
     ssd_nms_iou: float = 1.0           # Fast-HyperFace: NMS of the SSD boxes (1.0: none); overrides the
                                        # deploy net's DetectionOutput, as do the three settings above
+    ssd_scales: tuple[int, ...] = (1024, 2048)  # Fast-HyperFace: canvas sides the photo is fitted into (aspect
+                                       # kept), the net run at each, ssd_max_proposals shared; (): the net's own
+                                       # 512 warp. Shipped net, 160 held-out photos, recall at 200 boxes: () 43.8 %,
+                                       # (1024,) 63.2 %, (1536,) 70.2 %, (2048,) 71.6 %, (1024, 2048) 80.9 %
     max_image_side: int = 4096         # larger images are downscaled for detection, results mapped back
 
 

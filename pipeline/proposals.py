@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,40 +22,98 @@ class SSDProposer:
     """The single-shot proposal net of Fast-HyperFace: the net runs up to its loc/conf outputs in any
     backend (ONNX Runtime included), its PriorBox + DetectionOutput are decoded in numpy
     (pipeline/ssd_decode.py) with the config's DetectionOutput settings (test.ssd_threshold,
-    ssd_pre_nms_top_k, ssd_nms_iou, ssd_max_proposals) in place of the deploy net's; boxes best first."""
+    ssd_pre_nms_top_k, ssd_nms_iou) in place of the deploy net's; boxes best first.
+
+    test.ssd_scales: canvas sides S; at each, the photo is resized to fit S x S (aspect kept, placed at
+    the top-left, the rest the mean colour) and the net, reshaped to S x S (its PriorBox steps are
+    fixed, so the priors tile the larger input), gives its best ssd_max_proposals / len(scales) boxes,
+    concatenated in scale order. Empty: the deploy net's own input (the photo warped to 512 x 512, as
+    in training). Larger canvases make small faces larger than the 512 warp does (a 30 px face of a
+    1024 px photo is 15 px there)."""
 
     def __init__(self, model: Model, backend: str, input_cfg: InputConfig, test_cfg: TestConfig):
-        self.backend = make_backend(backend, model.prototxt, model.caffemodel, [LOC_BLOB, CONF_BLOB])
-        self.priors, self.variances = prior_boxes(model.prototxt)
+        self.model, self.backend_name = model, backend
         self.detection = dataclasses.replace(
             detection_settings(model.prototxt), confidence_threshold=test_cfg.ssd_threshold,
             top_k=test_cfg.ssd_pre_nms_top_k, nms_threshold=test_cfg.ssd_nms_iou, keep_top_k=test_cfg.ssd_max_proposals)
-        _, _, self.height, self.width = input_shape(model.prototxt)
         self.mean = np.asarray(input_cfg.mean_bgr, dtype=np.float32)
         self.test = test_cfg
+        self.scales: tuple[int | None, ...] = tuple(int(s) for s in test_cfg.ssd_scales) or (None,)
+        self._nets: dict = {}  # canvas side (None: the deploy net's input) -> (backend, priors, variances)
+        self.backend = self._net(self.scales[0])[0]
+
+    def _net(self, side: int | None):
+        if side not in self._nets:
+            proto = self.model.prototxt if side is None else resized_prototxt(self.model.prototxt, side)
+            self._nets[side] = (make_backend(self.backend_name, proto, self.model.caffemodel, [LOC_BLOB, CONF_BLOB]),
+                                *prior_boxes(proto))
+        return self._nets[side]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.decode(self.forward(image), image.shape[1], image.shape[0])
 
-    def forward(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """The net's loc and conf outputs for one BGR image (warped to the net's input)."""
-        x = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
-        return self.backend.forward(x.transpose(2, 0, 1)[None])
+    def forward(self, image: np.ndarray) -> list[tuple[int | None, float, dict[str, np.ndarray]]]:
+        """Per scale: (canvas side, resize factor, the net's loc and conf outputs) for one BGR image."""
+        h, w = image.shape[:2]
+        outs = []
+        for side in self.scales:
+            backend = self._net(side)[0]
+            if side is None:
+                _, _, net_h, net_w = input_shape(self.model.prototxt)
+                x = cv2.resize(image, (net_w, net_h), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
+                outs.append((None, 1.0, backend.forward(x.transpose(2, 0, 1)[None])))
+                continue
+            factor = side / max(h, w)
+            nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+            canvas = np.zeros((side, side, 3), np.float32)  # zero after mean subtraction: the mean colour
+            canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
+            outs.append((side, factor, backend.forward(canvas.transpose(2, 0, 1)[None])))
+        return outs
 
-    def decode(self, out: dict[str, np.ndarray], width: int, height: int, nms_iou: float | None = None) -> np.ndarray:
+    def decode(self, outs, width: int, height: int, nms_iou: float | None = None) -> np.ndarray:
         """Proposal boxes (n, 4) in pixels of a width x height image from forward()'s outputs; nms_iou
         replaces test.ssd_nms_iou (the proposal benchmark's sweep)."""
+        quota = max(1, self.test.ssd_max_proposals // len(outs))
         settings = self.detection if nms_iou is None else dataclasses.replace(self.detection, nms_threshold=nms_iou)
-        det = detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], self.priors, self.variances, settings)
-        return ssd_boxes(det, width, height, self.test)
+        settings = dataclasses.replace(settings, keep_top_k=-1)  # the quota is taken after clipping (ssd_boxes)
+        parts = []
+        for side, factor, out in outs:
+            _, priors, variances = self._net(side)
+            det = detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], priors, variances, settings)
+            parts.append(ssd_boxes(det, width, height, self.test, quota, side, factor))
+        return np.concatenate(parts)
 
 
-def ssd_boxes(det: np.ndarray, width: int, height: int, test: TestConfig) -> np.ndarray:
-    """Boxes (n, 4) in pixels from DetectionOutput rows [image_id, label, score, x1, y1, x2, y2] (normalised)."""
+def resized_prototxt(prototxt: Path, side: int) -> Path:
+    """The deploy net with a side x side input, written once into the model cache."""
+    from core.caffe_proto import cache_dir
+    from core.model_store import atomic_write_bytes
+    from core.net_shapes import read_prototxt
+    from google.protobuf import text_format
+
+    text = Path(prototxt).read_bytes()
+    path = cache_dir() / "ssd_inputs" / f"{hashlib.sha1(text).hexdigest()[:16]}_{side}.prototxt"
+    if not path.is_file():
+        net = read_prototxt(prototxt)
+        shape = next(layer for layer in net.layer if layer.type == "Input").input_param.shape[0]
+        shape.dim[2], shape.dim[3] = side, side
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, text_format.MessageToString(net).encode())
+    return path
+
+
+def ssd_boxes(det: np.ndarray, width: int, height: int, test: TestConfig, limit: int | None = None,
+              canvas: int | None = None, factor: float = 1.0) -> np.ndarray:
+    """The best `limit` (default test.ssd_max_proposals) boxes (n, 4) in pixels of a width x height
+    photo from DetectionOutput rows [image_id, label, score, x1, y1, x2, y2], normalised to the photo
+    or, with `canvas`, to a canvas x canvas input holding the photo resized by `factor`. Boxes that
+    clip to under a pixel (off the photo) do not count."""
     det = np.asarray(det, dtype=np.float64).reshape(-1, 7)
     det = det[(det[:, 0] >= 0) & (det[:, 1] >= 1) & (det[:, 2] >= test.ssd_threshold)]
-    det = det[np.argsort(-det[:, 2], kind="stable")][:test.ssd_max_proposals]
-    boxes = det[:, 3:7] * np.array([width, height, width, height], dtype=np.float64)
+    det = det[np.argsort(-det[:, 2], kind="stable")]
+    scale = np.array([width, height, width, height], np.float64) if canvas is None else np.full(4, canvas / factor)
+    boxes = det[:, 3:7] * scale
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return boxes[(boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)]
+    boxes = boxes[(boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)]
+    return boxes[:test.ssd_max_proposals if limit is None else limit]

@@ -156,6 +156,31 @@ def test_fast_plus_ssd_proposals_are_the_ssd_boxes_then_selective_search(env):
     np.testing.assert_array_equal(both.last_evaluated_boxes[:n], np.concatenate([ssd, ss]))
 
 
+@pytest.mark.skipif(not SSD.is_file(), reason="prototxt/fast_hyperface_ssd/deploy.prototxt not there")
+def test_ssd_scales_fit_the_photo_into_canvases_and_share_the_proposals(env):
+    import dataclasses
+    from pipeline.proposals import SSDProposer, resized_prototxt
+
+    cfg = load_config(env["config"])
+    model = load_model(env["model"] / "proposals")
+
+    def proposer(scales, most=200):
+        return SSDProposer(model, "onnxruntime", cfg.input,
+                           dataclasses.replace(cfg.test, ssd_scales=scales, ssd_max_proposals=most))
+
+    assert infer_shapes(resized_prototxt(model.prototxt, 768)).blobs["data"] == (1, 3, 768, 768)
+    # a 512 x 512 photo on a 512 canvas fills it: the same boxes as the net's own 512 warp
+    square = cv2.resize(cv2.imread(str(AFW_IMAGES[1])), (512, 512))
+    np.testing.assert_allclose(proposer((512,))(square), proposer(())(square), atol=1e-4)
+    # a 400 x 300 photo at two scales: each gives its best 100 of the boxes inside the photo, in scale order
+    photo = cv2.resize(square, (400, 300))
+    both = proposer((256, 1024))(photo)
+    first, second = proposer((256,), 100)(photo), proposer((1024,), 100)(photo)
+    assert 0 < len(first) <= 100 and len(second) == 100  # the 256 canvas has few boxes above ssd_threshold
+    np.testing.assert_array_equal(both, np.concatenate([first, second]))
+    assert (both >= 0).all() and (both[:, [0, 2]] <= 400).all() and (both[:, [1, 3]] <= 300).all()
+
+
 def bad_inputs(folder: Path) -> dict[str, str]:
     """Write one file per kind of bad input; returns name -> expected run-log word."""
     folder.mkdir()

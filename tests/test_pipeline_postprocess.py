@@ -174,6 +174,11 @@ def test_ssd_rows_to_boxes():
     det = np.array([[0, 1, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 1, 0.005, 0, 0, 1, 1],   # below 0.01
                     [-1, 0, 0, 0, 0, 0, 0], [0, 1, 0.3, -0.1, 0.5, 0.2, 1.2]])   # padding row; clipped box
     np.testing.assert_allclose(ssd_boxes(det, 200, 100, TEST), [[20, 20, 100, 60], [0, 50, 40, 100]])
+    # a 200 x 100 photo resized by 0.5 onto a 100 x 100 canvas (rows 50-99 padding): canvas pixels / 0.5;
+    # the second box lies in the padding (photo rows 140-180), clips to nothing and does not count
+    on_canvas = np.array([[0, 1, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 1, 0.95, 0.1, 0.7, 0.3, 0.9]])
+    np.testing.assert_allclose(ssd_boxes(on_canvas, 200, 100, TEST, canvas=100, factor=0.5), [[20, 40, 100, 100]])
+    assert len(ssd_boxes(det, 200, 100, TEST, limit=1)) == 1
 
 
 def test_make_batch_subtracts_mean_and_replicates_edges():
