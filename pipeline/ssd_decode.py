@@ -115,7 +115,7 @@ def detection_rows(loc: np.ndarray, conf: np.ndarray, priors: np.ndarray, varian
 
     Per class: scores above confidence_threshold, the best top_k, greedy NMS (a box is kept when its
     IoU with every kept box is <= nms_threshold, so 1.0 keeps all); then the best keep_top_k of all."""
-    boxes = decode_boxes(loc, priors, variances)
+    loc = np.asarray(loc).reshape(-1, 4)
     scores = np.asarray(conf, np.float64).reshape(len(priors), settings.num_classes)
     rows = []
     for label in range(settings.num_classes):
@@ -126,12 +126,13 @@ def detection_rows(loc: np.ndarray, conf: np.ndarray, priors: np.ndarray, varian
         idx = idx[np.argsort(-s[idx], kind="stable")]
         if settings.top_k > -1:
             idx = idx[:settings.top_k]
+        boxes = decode_boxes(loc[idx], priors[idx], variances[idx])  # only the candidates (2048 x 2048: 524k priors)
         kept = []
-        for i in idx:
+        for k in range(len(idx)):
             if settings.nms_threshold >= 1.0 or not kept or \
-                    (box_iou(boxes[i], boxes[kept]) <= settings.nms_threshold).all():
-                kept.append(i)
-        rows += [(0.0, float(label), float(s[i]), *boxes[i]) for i in kept]
+                    (box_iou(boxes[k], boxes[kept]) <= settings.nms_threshold).all():
+                kept.append(k)
+        rows += [(0.0, float(label), float(s[idx[k]]), *boxes[k]) for k in kept]
     out = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     out = out[np.argsort(-out[:, 2], kind="stable")]
     if settings.keep_top_k > -1:
