@@ -224,5 +224,6 @@ def test_ssd_train_val_builds_on_annotated_lmdb(tmp_path):
     net = caffe.Net(str(path), caffe.TRAIN)
     net.forward()
     assert net.blobs["data"].data.shape == (2, 3, 512, 512)
-    assert net.blobs["mbox_priorbox"].data.shape == (1, 2, 4 * 2 * (64**2 + 32**2 + 16**2 + 8**2 + 4**2 + 2**2))
+    # 6 priors per cell (see test_ssd_decode), 4 coordinates each
+    assert net.blobs["mbox_priorbox"].data.shape == (1, 2, 4 * 6 * (64**2 + 32**2 + 16**2 + 8**2 + 4**2 + 2**2))
     assert np.isfinite(net.blobs["mbox_loss"].data).all() and float(net.blobs["mbox_loss"].data) > 0
