@@ -164,7 +164,7 @@ class HyperFaceMethod:
 
     name = "hyperface"
 
-    def __init__(self, model_dir: str | Path, cfg: HyperFaceConfig, proposals: str = "fast", post: str = "lnms",
+    def __init__(self, model_dir: str | Path, cfg: HyperFaceConfig, proposals: str | None = None, post: str = "lnms",
                  irp_iterations: int | None = None):
         from benchmarks.run_detection import make_detector
 
@@ -172,6 +172,8 @@ class HyperFaceMethod:
         if not model_dir.is_dir():
             raise BenchmarkDataError(model_dir, "model folder not found")
         irp = cfg.test.irp_iterations if irp_iterations is None else irp_iterations
+        from pipeline.detector import resolve_proposals
+        proposals = resolve_proposals(proposals, cfg, model_dir)
         self._settings = {"method": "hyperface", "model": str(model_dir.resolve()), "model_sha256": _folder_sha256(model_dir),
                           "proposals": proposals, "post": post, "irp_iterations": irp}
         self.detector = make_detector(model_dir, proposals=proposals, post=post, irp_iterations=irp, config=cfg)
@@ -324,7 +326,7 @@ def score_set(dataset: str, data_dir: str | Path, rdirs: Mapping[str, Path], out
 
 def run(sets: Mapping[str, str | Path], methods: Sequence[str], out: str | Path, cfg: HyperFaceConfig,
         model: str | Path | None = None, limit: int | None = None, mtcnn_min_face: float = 20.0,
-        proposals: str = "fast", post: str = "lnms", irp: int | None = None) -> dict[str, dict[str, dict]]:
+        proposals: str | None = None, post: str = "lnms", irp: int | None = None) -> dict[str, dict[str, dict]]:
     """Run and score `methods` (+ HyperFace when `model` is given) on each set -> dataset -> method -> row."""
     from benchmarks.report import write_report
     from benchmarks.score import load_ground_truth
@@ -375,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"held-out set (repeat; default all: {', '.join(f'{k}={DATA_ROOT / v}' for k, v in SETS.items())})")
     p.add_argument("--methods", nargs="+", default=list(BASELINES), choices=BASELINES)
     p.add_argument("--model", default=None, help="also run HyperFace with this model folder")
-    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd", "fast+ssd"), help="with --model")
+    p.add_argument("--proposals", default=None, choices=("fast", "quality", "ssd", "fast+ssd"),
+                   help="with --model (default: the config's test.proposals)")
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"), help="with --model")
     p.add_argument("--irp", type=int, default=None, help="with --model: IRP iterations (default config)")
     p.add_argument("--mtcnn-min-face", type=float, default=20.0, help="MTCNN's smallest face in px (20 as in MTCNN; faceie's default 48)")

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results, PNGs, report.md)")
     p.add_argument("--results", action="append", default=[], help="with 'score': a results folder (repeat for several models)")
     p.add_argument("--label", action="append", default=[], help="with 'score': a name for each --results")
-    p.add_argument("--proposals", default="fast", choices=("fast", "quality", "ssd", "fast+ssd"))
+    p.add_argument("--proposals", default=None, choices=("fast", "quality", "ssd", "fast+ssd"),
+                   help="default: the config's test.proposals")
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"))
     p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
     p.add_argument("--threshold", type=float, default=None,
@@ -114,6 +115,8 @@ def _run(args) -> int:
         if not args.model or not Path(args.model).is_dir():
             raise BenchmarkDataError(args.model or "--model", "model folder not found (train one or pass --model DIR)")
         irp = cfg.test.irp_iterations if args.irp is None else args.irp
+        from pipeline.detector import resolve_proposals
+        args.proposals = resolve_proposals(args.proposals, cfg, args.model)  # the settings record the mode used
         rdir = out / "results"
         check_run_settings(rdir, {"model": str(Path(args.model).resolve()), "proposals": args.proposals, "post": args.post,
                                   "irp_iterations": irp, "detection_threshold": args.threshold, "box_style": args.box_style,

@@ -15,7 +15,7 @@ from benchmarks.errors import BenchmarkDataError
 log = logging.getLogger(__name__)
 
 
-def make_detector(model_dir: str | Path, proposals: str = "fast", post: str = "lnms", irp_iterations: int | None = None, **kwargs):
+def make_detector(model_dir: str | Path, proposals: str | None = None, post: str = "lnms", irp_iterations: int | None = None, **kwargs):
     """The pipeline's HyperFace (imported here only, so scoring never needs Caffe)."""
     from pipeline import HyperFace
 

@@ -99,6 +99,9 @@ class TestConfig:
     lnms_top_k: int = 5                # k of Algorithm 2
     nms_iou: float = 0.3               # plain NMS of the R-CNN Face baseline
     batch_size: int = 32
+    proposals: str = "fast"            # default proposals of the CLI, API, demo and benchmarks: "fast"/"quality"
+                                       # selective search, "ssd" (Fast-HyperFace) or "fast+ssd"; an ssd default
+                                       # falls back to "fast" (one log line) for a model folder without proposals/
     ssd_threshold: float = 0.01        # Fast-HyperFace: SSD proposal score kept
     ssd_max_proposals: int = 200       # Fast-HyperFace: at most this many SSD proposals per image
     ssd_pre_nms_top_k: int = 400       # Fast-HyperFace: the best this many SSD boxes go into its NMS
@@ -223,7 +226,7 @@ _UNIT_INTERVAL = {"iou.detection_positive", "iou.detection_negative", "iou.landm
 _AT_LEAST_ONE = {"input.size", "test.batch_size", "test.lnms_top_k", "test.ssd_max_proposals", "test.ssd_pre_nms_top_k", "test.max_image_side",
                  "selective_search.max_side", "selective_search.max_proposals",
                  "selective_search.max_proposals_quality", "benchmark.fddb_fp_at"}
-_CHOICES = {"selective_search.mode": ("fast", "quality")}
+_CHOICES = {"selective_search.mode": ("fast", "quality"), "test.proposals": ("fast", "quality", "ssd", "fast+ssd")}
 _CHECKED_SECTIONS = ("iou", "loss_weights", "input", "sampling", "selective_search", "test", "benchmark")
 
 

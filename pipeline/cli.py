@@ -99,7 +99,7 @@ def result_document(path: Path, loaded, faces, detector: HyperFace, settings: di
 
 
 def run(inputs: list[str | Path], model: str | Path, out: str | Path, backend: str = DEFAULT_BACKEND,
-        proposals: str = "fast", post: str = "lnms", irp_iterations: int | None = None, config=None,
+        proposals: str | None = None, post: str = "lnms", irp_iterations: int | None = None, config=None,
         ssd_model: str | Path | None = None, progress: bool = True, force: bool = False) -> dict[str, int]:
     """Process images/folders into `out`; returns counts {"done", "already_done", "skipped", "failed",
     "missing"}. Raises PipelineError/ModelError/ValueError (one line) when the run cannot start:
@@ -270,7 +270,8 @@ def main(argv=None) -> int:
     r.add_argument("--model", required=True, help="model directory (deploy.prototxt, weights, model.json)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
-    r.add_argument("--proposals", choices=PROPOSALS, default="fast")
+    r.add_argument("--proposals", choices=PROPOSALS, default=None,
+                   help="default: the config's test.proposals")
     r.add_argument("--post", choices=POSTS, default="lnms")
     r.add_argument("--irp", type=_non_negative_int, default=None,
                    help="IRP iterations T >= 0 (default: config test.irp_iterations)")

@@ -147,7 +147,7 @@ def _check_plugin(responses) -> None:
 
 
 def run_dask(inputs: list[str | Path], model: str | Path, out: str | Path, scheduler: str,
-             workers: int | None = None, backend: str | None = None, proposals: str = "fast", post: str = "lnms",
+             workers: int | None = None, backend: str | None = None, proposals: str | None = None, post: str = "lnms",
              irp_iterations: int | None = None, config=None, ssd_model: str | Path | None = None,
              chunk_size: int | None = None, task_threads: int | None = None, progress: bool = True,
              force: bool = False) -> dict[str, int]:

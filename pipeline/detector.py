@@ -27,12 +27,30 @@ POSTS = ("lnms", "nms")
 SSD_SUBDIR = "proposals"  # <model_dir>/proposals/ holds the SSD proposal model directory for proposals="ssd"
 
 
+def resolve_proposals(proposals: str | None, cfg: HyperFaceConfig, model_dir: str | Path,
+                      ssd_model_dir: str | Path | None = None) -> str:
+    """The proposal mode a run uses: `proposals` when given, else the config's test.proposals. A default
+    that needs the SSD net falls back to fast selective search (one log line) when the model folder has
+    no proposals/ and no ssd_model_dir is given; an explicit request for it does not (load_model says
+    what is missing)."""
+    if proposals is not None:
+        if proposals not in PROPOSALS:
+            raise ValueError(f"unknown proposals {proposals!r}; choose one of {PROPOSALS}")
+        return proposals
+    default = cfg.test.proposals
+    if "ssd" in default and ssd_model_dir is None and not (Path(model_dir) / SSD_SUBDIR).is_dir():
+        log.info("%s has no %s/ (Fast-HyperFace proposal net): using fast selective search", model_dir, SSD_SUBDIR)
+        return "fast"
+    return default
+
+
 class HyperFace:
     """Face detection, landmarks (AFLW-21), visibility, pose and gender from one deploy net.
 
     model_dir: a model directory (pipeline/model_store.py). backend: "onnxruntime" (default when
     installed: fastest here, benchmarks/SPEED.md), "opencv" (OpenCV DNN) or "caffe" (pycaffe). proposals: "fast" / "quality" selective search, "ssd" (Fast-HyperFace; the SSD model
-    directory is ssd_model_dir or <model_dir>/proposals) or "fast+ssd" (both, the SSD's first). post: "lnms" (Algorithm 2) or "nms" (plain
+    directory is ssd_model_dir or <model_dir>/proposals) or "fast+ssd" (both, the SSD's first); None: the
+    config's test.proposals (resolve_proposals). post: "lnms" (Algorithm 2) or "nms" (plain
     NMS + box regression when the net has bbox_deltas, the R-CNN Face baseline). irp_iterations: T of
     Algorithm 1 (None: config value; forced to 0 for nets without landmarks). config: a
     HyperFaceConfig or a YAML path (None: config/hyperface.yaml). detection_threshold: face
@@ -43,13 +61,12 @@ class HyperFace:
     which is what a box style is calibrated from).
     """
 
-    def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str = "fast",
+    def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str | None = None,
                  post: str = "lnms", irp_iterations: int | None = None, config: HyperFaceConfig | str | Path | None = None,
                  ssd_model_dir: str | Path | None = None, detection_threshold: float | None = None,
                  box_style: tuple[float, float, float, float] | None = None):
         self.cfg = config if isinstance(config, HyperFaceConfig) else load_config(config)
-        if proposals not in PROPOSALS:
-            raise ValueError(f"unknown proposals {proposals!r}; choose one of {PROPOSALS}")
+        proposals = resolve_proposals(proposals, self.cfg, model_dir, ssd_model_dir)
         if post not in POSTS:
             raise ValueError(f"unknown post-processing {post!r}; choose one of {POSTS}")
         self.model = load_model(model_dir)

@@ -1,5 +1,6 @@
 """End to end: model directories, both backends, the API and the folder CLI (resume after kill -9,
 bad inputs, JSON schema) on real images from ../shared/data with a tiny fixture net."""
+import dataclasses
 import json
 import os
 import signal
@@ -132,6 +133,31 @@ def test_ssd_proposals_fast_hyperface(env):
     assert 0 < len(boxes) <= load_config().test.ssd_max_proposals
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert isinstance(hf.detect(cv2.imread(str(AFW_IMAGES[1]))), list)
+
+
+@pytest.mark.skipif(not SSD.is_file(), reason="prototxt/fast_hyperface_ssd/deploy.prototxt not there")
+def test_default_proposals_come_from_the_config_and_fall_back_without_a_proposal_net(env, tmp_path):
+    from pipeline.detector import resolve_proposals
+    base = load_config(env["config"])
+    ssd_default = dataclasses.replace(base, test=dataclasses.replace(base.test, proposals="ssd"))
+    assert HyperFace(env["model"], config=env["config"]).proposals == base.test.proposals == "fast"
+    assert HyperFace(env["model"], config=ssd_default).proposals == "ssd"
+    no_net = tmp_path / "no_net"
+    no_net.mkdir()
+    for f in env["model"].iterdir():
+        if f.name != "proposals":
+            (no_net / f.name).symlink_to(f)
+    assert resolve_proposals(None, ssd_default, no_net) == "fast"           # the default falls back
+    assert resolve_proposals(None, ssd_default, no_net, env["model"] / "proposals") == "ssd"
+    assert HyperFace(no_net, config=ssd_default).proposals == "fast"
+    with pytest.raises(ModelError, match="proposals"):                     # an explicit request does not
+        HyperFace(no_net, config=ssd_default, proposals="ssd")
+    with pytest.raises(ValueError, match="unknown proposals 'selective'"):
+        resolve_proposals("selective", base, env["model"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("test: {proposals: ssd512}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: test.proposals = 'ssd512' must be one of"):
+        load_config(bad)
 
 
 @pytest.mark.skipif(not SSD.is_file(), reason="prototxt/fast_hyperface_ssd/deploy.prototxt not there")
