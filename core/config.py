@@ -161,6 +161,8 @@ class TrainingConfig:
     svm_photos_per_set: int = 200      # seeded sample of WIDER train-fit and of face_free photos (0: all)
     svm_heldout_photos: int = 150      # WIDER train-heldout photos whose proposals compare SVM and softmax
     svm_negatives_per_photo: int = 300  # seeded sample of each photo's background proposals
+    svm_proposals: str = "fast"        # the proposals whose regions train and compare the SVM: "fast" (selective
+                                       # search), "ssd" (the model's Fast-HyperFace net) or "fast+ssd" (both)
     svm_calibration_share: float = 0.2  # of the training photos (salted hash): choose C, fit Platt's sigmoid
     svm_c_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)   # 1e-4 best on the calibration share (AP 0.933; 1e-5 0.924, 1e-2 0.922)
     svm_positive_weight: float = 2.0   # R-CNN's SVMs weigh positives 2:1

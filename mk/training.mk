@@ -8,7 +8,7 @@
 #     iterations, export with the training record of every piece appended to model.json.
 #   make mine-negatives MODEL=dir POOL=pool.jsonl ROUND=n [MINE_THRESHOLD=0.5] [MINE_PHOTOS=N]
 #     one resumable round of hard-negative mining (training/mining.py) for the next piece's MINED.
-#   make train-svm [SVM_MODEL=models/hyperface] [SVM_WORK=dir] [SVM_EXPORT=dir] [SVM_PHOTOS=N]
+#   make train-svm [SVM_MODEL=models/hyperface] [SVM_WORK=dir] [SVM_EXPORT=dir] [SVM_PHOTOS=N] [SVM_PROPOSALS=fast|ssd|fast+ssd]
 #     the paper's linear SVM on fc_detection (training/detection_svm.py), compared with the softmax on
 #     held-out proposals and folded into detection_score of SVM_EXPORT; then make calibrate-threshold MODEL=SVM_EXPORT.
 #   make train-hyperface-scratch [SCRATCH_OUT=...] [TRAIN_MIX=set=N,...] [RCNN_ITERS=N] [HYPERFACE_ITERS=N]
@@ -35,6 +35,7 @@ SVM_MODEL ?= $(ROOT)/models/hyperface
 SVM_WORK ?= $(HOME)/.cache/hyperface/svm/work
 SVM_EXPORT ?= $(SVM_WORK)/model
 SVM_PHOTOS ?=
+SVM_PROPOSALS ?=
 # DATA (dataset root) comes from the top-level Makefile.
 
 .PHONY: train-hyperface mine-negatives train-hyperface-scratch train-svm
@@ -50,7 +51,7 @@ mine-negatives: setup
 
 train-svm: setup
 	$(PY) -m training svm --model $(SVM_MODEL) --work $(SVM_WORK) --export $(SVM_EXPORT) $(if $(SVM_PHOTOS),--photos-per-set $(SVM_PHOTOS)) \
-	  --data-root $(DATA) $(if $(CONFIG),--config $(CONFIG))
+	  $(if $(SVM_PROPOSALS),--proposals $(SVM_PROPOSALS)) --data-root $(DATA) $(if $(CONFIG),--config $(CONFIG))
 
 train-hyperface-scratch: setup
 	$(PY) -m training chain --out $(SCRATCH_OUT) --data-root $(DATA) --export $(SCRATCH_EXPORT) \

@@ -118,3 +118,42 @@ def test_cli_missing_model_is_one_line(tmp_path, capsys):
     assert main(["svm", "--model", str(tmp_path / "nope"), "--work", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path / "nope") in err[0] and "not found" in err[0]
+
+
+def test_regions_come_from_the_given_proposals(tmp_path):
+    """photo_regions takes its boxes from propose(image): faces by IoU, then the seeded background sample."""
+    from training.detection_svm import photo_regions
+    cfg = load_config()
+    record = ImageRecord(Path("x.jpg"), [FaceRecord(box=[0, 0, 99, 99])])
+    boxes = np.array([[0, 0, 99, 59], [0, 0, 99, 39], [200, 200, 260, 260], [300, 0, 380, 80], [0, 300, 50, 350]], float)
+    got, labels = photo_regions(record, np.zeros((400, 400, 3), np.uint8), cfg, negatives_per_photo=2, add_faces=True,
+                                seed=0, propose=lambda image: boxes)
+    # the counted face first, then the proposal with IoU 0.6, then 2 of the 3 background proposals
+    assert labels.tolist() == [1, 1, 0, 0]
+    np.testing.assert_array_equal(got[:2], [[0, 0, 99, 99], [0, 0, 99, 59]])
+    assert all(any((g == b).all() for b in boxes[2:]) for g in got[2:])
+    again, _ = photo_regions(record, np.zeros((400, 400, 3), np.uint8), cfg, 2, True, 0, lambda image: boxes)
+    np.testing.assert_array_equal(got, again)
+
+
+def test_ssd_proposal_run_keeps_its_own_features_and_records_the_mode(tmp_path, shared_data):
+    if not (MODEL / "proposals").is_dir():
+        pytest.skip("the shipped model has no proposals/ net")
+    cfg = load_config()
+    spec = spec_from_config(cfg, MODEL, tmp_path / "work", shared_data, photos_per_set=3, heldout_photos=1,
+                            negatives_per_photo=400, calibration_share=0.5, c_grid=(1e-2,), proposals="ssd")
+    record = run(spec, cfg, progress=False)
+    assert record["proposals"] == "ssd" and not (tmp_path / "work" / "features").exists()
+    files = sorted((tmp_path / "work" / "features_ssd" / "train").glob("*.npz"))
+    assert len(files) == 6
+    from pipeline.detector import HyperFace
+    from data_prep.readers.common import load_image
+    propose = HyperFace(MODEL, proposals="ssd", config=cfg).propose
+    with np.load(files[0]) as z:
+        photo, boxes, labels = str(z["photo"]), z["boxes"], z["labels"]
+    ssd = propose(load_image(photo)).astype(np.float32)
+    # every region after the photo's own faces is one of its SSD proposals (all background kept: 400 > 200)
+    n_faces = int((labels == 1).sum()) - int(sum((np.abs(ssd - b).max(axis=1) < 1e-3).any() for b in boxes[labels == 1]))
+    assert all((np.abs(ssd - b).max(axis=1) < 1e-3).any() for b in boxes[n_faces:])
+    with pytest.raises(Exception, match="choose one of"):
+        run(replace(spec, proposals="edges"), cfg, progress=False)

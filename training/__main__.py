@@ -85,6 +85,8 @@ def main(argv=None) -> int:
                      help="seeded sample of WIDER train-fit and face_free (0: all; default: training.svm_photos_per_set)")
     svm.add_argument("--heldout-photos", type=int, default=None, help="default: training.svm_heldout_photos")
     svm.add_argument("--negatives-per-photo", type=int, default=None, help="default: training.svm_negatives_per_photo")
+    svm.add_argument("--proposals", choices=("fast", "ssd", "fast+ssd"), default=None,
+                     help="regions the SVM learns from and is compared on (default: training.svm_proposals)")
     svm.add_argument("--data-root", type=Path, default=SHARED_DATA)
     svm.add_argument("--config", type=Path, default=None)
 
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
             from training.detection_svm import run as run_svm, spec_from_config
             cfg = load_config(args.config)
             spec = spec_from_config(cfg, args.model, args.work, args.data_root, args.export,
-                                    heldout_photos=args.heldout_photos, negatives_per_photo=args.negatives_per_photo)
+                                    heldout_photos=args.heldout_photos, negatives_per_photo=args.negatives_per_photo,
+                                    proposals=args.proposals)
             if args.photos_per_set is not None:
                 spec = dataclasses.replace(spec, photos_per_set=args.photos_per_set or None)
             record = run_svm(spec, cfg)

@@ -4,7 +4,8 @@ trains its SVMs, on the proposals the pipeline meets.
     python -m training svm --model DIR --work DIR [--export DIR] [--photos-per-set N]
                            [--negatives-per-photo N] [--heldout-photos N] [--data-root DIR] [--config YAML]
 
-1. Features. Selective search (the pipeline's own, core/proposals.py) runs over the training photos
+1. Features. Selective search (the pipeline's own, core/proposals.py; or, with --proposals ssd / fast+ssd,
+   the pipeline's Fast-HyperFace proposals from <model>/proposals) runs over the training photos
    whose faces are all annotated (WIDER train-fit and face_free, as hard-negative mining) and over the
    held-out WIDER photos (train-heldout). A proposal is a face when its IoU with a counted face is
    above iou.detection_positive, background when its IoU with every face (ignored tiny faces
@@ -64,6 +65,10 @@ class SvmSpec:
     c_grid: tuple
     positive_weight: float
     seed: int
+    proposals: str = "fast"              # "fast", "ssd" or "fast+ssd": the pipeline's proposals of that name
+
+
+SVM_PROPOSALS = ("fast", "ssd", "fast+ssd")
 
 
 def spec_from_config(cfg: HyperFaceConfig, model: Path, work: Path, data_root: Path, export: Path | None = None,
@@ -72,7 +77,8 @@ def spec_from_config(cfg: HyperFaceConfig, model: Path, work: Path, data_root: P
     tc = cfg.training
     values = dict(photos_per_set=tc.svm_photos_per_set or None, heldout_photos=tc.svm_heldout_photos,
                   negatives_per_photo=tc.svm_negatives_per_photo, calibration_share=tc.svm_calibration_share,
-                  c_grid=tuple(tc.svm_c_grid), positive_weight=tc.svm_positive_weight, seed=tc.seed)
+                  c_grid=tuple(tc.svm_c_grid), positive_weight=tc.svm_positive_weight, seed=tc.seed,
+                  proposals=tc.svm_proposals)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SvmSpec(Path(model), Path(work), Path(data_root), export, **values)
 
@@ -107,11 +113,16 @@ def label_proposals(boxes: np.ndarray, record: ImageRecord, cfg: HyperFaceConfig
 
 
 def photo_regions(record: ImageRecord, image: np.ndarray, cfg: HyperFaceConfig, negatives_per_photo: int,
-                  add_faces: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                  add_faces: bool, seed: int, propose=None) -> tuple[np.ndarray, np.ndarray]:
     """(boxes (N, 4), labels (N,)) of one photo: its face proposals (and face boxes when add_faces), then
-    a sample of its background proposals that depends on (seed, photo path) only."""
-    from core.proposals import selective_search
-    boxes = selective_search(image, cfg.selective_search).astype(np.float64).reshape(-1, 4)
+    a sample of its background proposals that depends on (seed, photo path) only. propose(image) gives
+    the proposals (None: selective search as configured)."""
+    if propose is None:
+        from core.proposals import selective_search
+        boxes = selective_search(image, cfg.selective_search)
+    else:
+        boxes = propose(image)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     labels = label_proposals(boxes, record, cfg)
     faces = np.flatnonzero(labels == 1)
     background = np.flatnonzero(labels == 0)
@@ -156,14 +167,15 @@ def _atomic_savez(path: Path, **arrays) -> None:
 
 
 def extract(records: list[ImageRecord], net: FeatureNet, out_dir: Path, cfg: HyperFaceConfig,
-            negatives_per_photo: int, add_faces: bool, seed: int, desc: str, progress: bool = True) -> int:
+            negatives_per_photo: int, add_faces: bool, seed: int, desc: str, progress: bool = True,
+            propose=None) -> int:
     """Features of every record not already in out_dir; returns the number of photos written now."""
     from tqdm import tqdm
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [r for r in records if not (out_dir / f"{_key(r)}.npz").is_file()]
     for record in tqdm(todo, desc=desc, unit="photo", disable=not progress):
         image = load_image(record.path)
-        boxes, labels = photo_regions(record, image, cfg, negatives_per_photo, add_faces, seed)
+        boxes, labels = photo_regions(record, image, cfg, negatives_per_photo, add_faces, seed, propose)
         feats, probs = net(image, boxes) if len(boxes) else (np.zeros((0, 0)), np.zeros(0))
         _atomic_savez(out_dir / f"{_key(record)}.npz", features=np.asarray(feats, np.float16), labels=labels,
                       softmax=np.asarray(probs, np.float32), boxes=boxes.astype(np.float32),
@@ -264,17 +276,31 @@ def heldout_records(data_root: Path, cfg: HyperFaceConfig, n: int) -> list[Image
     return list(read_dataset("wider", Path(data_root) / "wider_train", split="train-heldout", config=cfg))[:n]
 
 
+def proposer(spec: SvmSpec, cfg: HyperFaceConfig):
+    """propose(image) for spec.proposals: None for selective search (photo_regions' own), else the
+    pipeline's proposals of that name (the SSD net of <model>/proposals)."""
+    if spec.proposals not in SVM_PROPOSALS:
+        raise HyperFaceError(f"SVM proposals {spec.proposals!r}: choose one of {SVM_PROPOSALS}")
+    if spec.proposals == "fast":
+        return None
+    from pipeline.detector import HyperFace
+    return HyperFace(spec.model, proposals=spec.proposals, config=cfg).propose
+
+
 def run(spec: SvmSpec, cfg: HyperFaceConfig, progress: bool = True) -> dict:
     """Extract (resumable), fit, compare on held-out proposals, and fold into spec.export when given."""
     work = Path(spec.work)
+    propose = proposer(spec, cfg)
     net = FeatureNet(spec.model, cfg)
-    train_dir, heldout_dir = work / "features" / "train", work / "features" / "heldout"
+    # one feature folder per kind of proposals, so a work folder never mixes two
+    features = work / ("features" if spec.proposals == "fast" else f"features_{spec.proposals}")
+    train_dir, heldout_dir = features / "train", features / "heldout"
     train_records = training_records(spec.data_root, cfg, spec.photos_per_set)
     held_records = heldout_records(spec.data_root, cfg, spec.heldout_photos)
     extract(train_records, net, train_dir, cfg, spec.negatives_per_photo, True, spec.seed,
-            "SVM features (training photos)", progress)
+            "SVM features (training photos)", progress, propose)
     extract(held_records, net, heldout_dir, cfg, spec.negatives_per_photo, False, spec.seed,
-            "SVM features (held-out photos)", progress)
+            "SVM features (held-out photos)", progress, propose)
     feats, labels, _, photo = load_features(feature_files(train_dir, train_records))
     fit = fit_svm(feats, labels, photo, spec)
     h_feats, h_labels, h_soft, _ = load_features(feature_files(heldout_dir, held_records))
@@ -288,6 +314,7 @@ def run(spec: SvmSpec, cfg: HyperFaceConfig, progress: bool = True) -> dict:
               "C": fit.c, "feature_scale": round(fit.feature_scale, 6), "positive_weight": spec.positive_weight,
               "platt": [round(fit.platt_a, 6), round(fit.platt_b, 6)],
               "calibration_ap": {k: round(v, 4) for k, v in fit.calibration_ap.items()},
+              "proposals": spec.proposals,
               "training": {"photos": len(train_records), "faces": int((labels == 1).sum()),
                            "background": int((labels == 0).sum()), "negatives_per_photo": spec.negatives_per_photo},
               "heldout_regions": heldout,
