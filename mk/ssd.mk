@@ -4,6 +4,7 @@
 #        [SSD_OUT=runs/train_ssd] [SSD_MIX=wider=1239:train-fit,helen=870] [SSD_ITERS=5500] [SSD_BATCH=16]
 #        [SSD_LR=0.01] [SSD_EXPORT=$(SSD_OUT)/model] [DATA=../shared/data]
 #   make export-ssd            the stage's final weights (or newest snapshot) -> $(SSD_EXPORT), BatchNorm folded
+#        [SSD_PREVIOUS=models/hyperface/proposals]  the model the stage started from: its record is kept
 # The exported folder is what `HyperFace(model_dir, proposals="ssd", ssd_model_dir=$(SSD_EXPORT))` loads
 # (or copy it to <model_dir>/proposals/). Rerunning resumes the LMDB build and the newest solverstate.
 SSD_OUT ?= $(ROOT)/runs/train_ssd
@@ -30,7 +31,8 @@ train-fast-hyperface: lmdb-ssd
 	$(MAKE) export-ssd
 
 export-ssd: setup
-	$(PY) -m training export-ssd --stage $(SSD_OUT)/stage --lmdb $(SSD_OUT)/lmdb --out $(SSD_EXPORT)
+	$(PY) -m training export-ssd --stage $(SSD_OUT)/stage --lmdb $(SSD_OUT)/lmdb --out $(SSD_EXPORT) \
+	  $(if $(SSD_PREVIOUS),--previous $(SSD_PREVIOUS))
 	@echo "use it with --proposals ssd --ssd-model $(SSD_EXPORT), or copy it to <model_dir>/proposals/"
 
 test-ssd: setup

@@ -152,6 +152,18 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
     runs = meta["stage_runs"]
     assert [(r["from_iteration"], r["max_iter"], r["init_weights"]) for r in runs] == [(0, 2, None), (2, 3, None)]
     assert runs[0]["resumed_from"] is None and runs[1]["resumed_from"].endswith("fast_hyperface_ssd_iter_2.solverstate")
+    assert "earlier_pieces" not in meta
+    # a later piece exported with --previous keeps the earlier record: [the earlier pieces..., the previous model]
+    for k, out in enumerate((tmp_path / "piece2", tmp_path / "piece3")):
+        before = ssd_dir if k == 0 else tmp_path / "piece2"
+        assert training_main(["export-ssd", "--stage", str(run_dir), "--lmdb", str(lmdb_dir), "--out", str(out),
+                              "--bn-batches", "1", "--previous", str(before)]) == 0
+    chain = json.loads((tmp_path / "piece3" / "model.json").read_text())["meta"]["earlier_pieces"]
+    assert [("earlier_pieces" in m, m["batchnorm"][-40:]) for m in chain] == [
+        (False, meta["batchnorm"][-40:]), (False, json.loads((tmp_path / "piece2" / "model.json").read_text())["meta"]["batchnorm"][-40:])]
+    assert chain[0] == meta and "recomputed over 1 training batches" in chain[1]["batchnorm"]
+    assert training_main(["export-ssd", "--stage", str(run_dir), "--lmdb", str(lmdb_dir), "--out", str(out),
+                          "--previous", str(tmp_path / "nothing")]) == 2
     # the statistics are recomputed at the final weights (3 batches of 2), not Caffe's moving average
     # over the 3 iterations; the folded convolution is the snapshot's up to a positive per-channel gain
     exported = read_caffemodel(load_model(ssd_dir).caffemodel)

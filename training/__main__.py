@@ -53,6 +53,9 @@ def main(argv=None) -> int:
     export_ssd.add_argument("--stage", type=Path, required=True, help="run folder of `stage fast_hyperface_ssd`")
     export_ssd.add_argument("--lmdb", type=Path, required=True, help="its LMDB folder (for the sources)")
     export_ssd.add_argument("--out", type=Path, required=True, help="model folder to write")
+    export_ssd.add_argument("--previous", type=Path, default=None,
+                            help="the proposal model folder the stage started from (--init): its record is kept "
+                                 "in the new one's as earlier_pieces")
     export_ssd.add_argument("--bn-batches", type=int, default=50,
                             help="training batches over which BatchNorm statistics are recomputed before folding")
 
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
                   f"{counts['kept']} hard negatives kept -> {args.pool}")
         elif args.command == "export-ssd":
             from training.ssd_export import export_ssd
-            print(f"Fast-HyperFace proposal model: {export_ssd(args.stage, args.lmdb, args.out, args.bn_batches)}")
+            print(f"Fast-HyperFace proposal model: {export_ssd(args.stage, args.lmdb, args.out, args.bn_batches, args.previous)}")
         elif args.command == "svm":
             from core.config import load_config
             from training.detection_svm import run as run_svm, spec_from_config

@@ -48,10 +48,24 @@ def _train_batch_size(train_val: Path) -> int | None:
     return None
 
 
-def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path, bn_batches: int = 50) -> Path:
+def earlier_pieces(previous: str | Path) -> list[dict]:
+    """The record of a proposal model folder as a list of pieces, oldest first: its own earlier pieces,
+    then itself (its meta without them)."""
+    path = Path(previous) / "model.json"
+    if not path.is_file():
+        raise TrainingError(f"{path}: not found (--previous takes the proposal model folder the stage started from)")
+    meta = dict(json.loads(path.read_text()).get("meta") or {})
+    return [*meta.pop("earlier_pieces", []), meta]
+
+
+def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path, bn_batches: int = 50,
+               previous: str | Path | None = None) -> Path:
     """bn_batches: training batches over which the BatchNorm statistics are recomputed at the final
-    weights before folding (training/batchnorm.recompute_statistics; Caffe's moving average lags)."""
+    weights before folding (training/batchnorm.recompute_statistics; Caffe's moving average lags).
+    previous: the proposal model folder whose net the stage started from (--init); its record goes
+    into this one's as `earlier_pieces`, so the shipped record holds the whole schedule."""
     stage_dir, out_dir = Path(stage_dir), Path(out_dir)
+    history = earlier_pieces(previous) if previous is not None else None
     weights_path, iteration = final_weights(stage_dir)
     solver = read_solver(stage_dir / "solver.prototxt")
     iters, losses = read_log(stage_dir / "losses.csv")
@@ -75,6 +89,8 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path,
     record = stage_dir / STAGE_RECORD
     if record.is_file():  # the stage's runs: random or initial weights (which layers), resumes
         meta["stage_runs"] = json.loads(record.read_text())["runs"]
+    if history is not None:
+        meta["earlier_pieces"] = history
     with tempfile.TemporaryDirectory() as tmp:
         deploy_weights = Path(tmp) / "deploy.caffemodel"
         if batchnorm:
