@@ -107,10 +107,13 @@ class TestConfig:
     ssd_pre_nms_top_k: int = 400       # Fast-HyperFace: the best this many SSD boxes go into its NMS
     ssd_nms_iou: float = 1.0           # Fast-HyperFace: NMS of the SSD boxes (1.0: none); overrides the
                                        # deploy net's DetectionOutput, as do the three settings above
-    ssd_scales: tuple[int, ...] = (1024, 2048)  # Fast-HyperFace: canvas sides the photo is fitted into (aspect
-                                       # kept), the net run at each, ssd_max_proposals shared; (): the net's own
-                                       # 512 warp. Shipped net, 160 held-out photos, recall at 200 boxes: () 43.8 %,
-                                       # (1024,) 63.2 %, (1536,) 70.2 %, (2048,) 71.6 %, (1024, 2048) 80.9 %
+    ssd_scales: tuple[int, ...] = (512, 1024, 2048)  # Fast-HyperFace: canvas sides the photo is fitted into
+                                       # (aspect kept), the net run at each, ssd_max_proposals shared; (): the net's
+                                       # own 512 warp. First net, 160 held-out photos, recall at 200 boxes: () 43.8 %,
+                                       # (1024,) 63.2 %, (1536,) 70.2 %, (2048,) 71.6 %, (1024, 2048) 80.9 % (quota);
+                                       # the 512 canvas finds faces larger than the largest prior at 1024
+    ssd_merge: str = "score"           # Fast-HyperFace: "score": the best ssd_max_proposals boxes of all scales by
+                                       # score; "quota": ssd_max_proposals / len(ssd_scales) from each (README)
     max_image_side: int = 4096         # larger images are downscaled for detection, results mapped back
 
 
@@ -228,7 +231,8 @@ _UNIT_INTERVAL = {"iou.detection_positive", "iou.detection_negative", "iou.landm
 _AT_LEAST_ONE = {"input.size", "test.batch_size", "test.lnms_top_k", "test.ssd_max_proposals", "test.ssd_pre_nms_top_k", "test.max_image_side",
                  "selective_search.max_side", "selective_search.max_proposals",
                  "selective_search.max_proposals_quality", "benchmark.fddb_fp_at"}
-_CHOICES = {"selective_search.mode": ("fast", "quality"), "test.proposals": ("fast", "quality", "ssd", "fast+ssd")}
+_CHOICES = {"selective_search.mode": ("fast", "quality"), "test.proposals": ("fast", "quality", "ssd", "fast+ssd"),
+            "test.ssd_merge": ("score", "quota")}
 _CHECKED_SECTIONS = ("iou", "loss_weights", "input", "sampling", "selective_search", "test", "benchmark")
 
 

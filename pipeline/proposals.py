@@ -26,10 +26,12 @@ class SSDProposer:
 
     test.ssd_scales: canvas sides S; at each, the photo is resized to fit S x S (aspect kept, placed at
     the top-left, the rest the mean colour) and the net, reshaped to S x S (its PriorBox steps are
-    fixed, so the priors tile the larger input), gives its best ssd_max_proposals / len(scales) boxes,
-    concatenated in scale order. Empty: the deploy net's own input (the photo warped to 512 x 512, as
-    in training). Larger canvases make small faces larger than the 512 warp does (a 30 px face of a
-    1024 px photo is 15 px there)."""
+    fixed, so the priors tile the larger input), scores its boxes; test.ssd_merge "score" keeps the
+    best ssd_max_proposals of all scales by score (ties: the earlier scale first), "quota" the best
+    ssd_max_proposals / len(scales) of each, concatenated in scale order. Empty: the deploy net's own
+    input (the photo warped to 512 x 512, as in training). Larger canvases make small faces larger
+    than the 512 warp does (a 30 px face of a 1024 px photo is 15 px there); a smaller one fits faces
+    larger than the largest prior."""
 
     def __init__(self, model: Model, backend: str, input_cfg: InputConfig, test_cfg: TestConfig):
         self.model, self.backend_name = model, backend
@@ -73,15 +75,21 @@ class SSDProposer:
     def decode(self, outs, width: int, height: int, nms_iou: float | None = None) -> np.ndarray:
         """Proposal boxes (n, 4) in pixels of a width x height image from forward()'s outputs; nms_iou
         replaces test.ssd_nms_iou (the proposal benchmark's sweep)."""
-        quota = max(1, self.test.ssd_max_proposals // len(outs))
+        most = self.test.ssd_max_proposals
+        quota = max(1, most // len(outs)) if self.test.ssd_merge == "quota" else most
         settings = self.detection if nms_iou is None else dataclasses.replace(self.detection, nms_threshold=nms_iou)
-        settings = dataclasses.replace(settings, keep_top_k=-1)  # the quota is taken after clipping (ssd_boxes)
-        parts = []
+        settings = dataclasses.replace(settings, keep_top_k=-1)  # the limit is taken after clipping (ssd_boxes)
+        boxes, scores = [], []
         for side, factor, out in outs:
             _, priors, variances = self._net(side)
             det = detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], priors, variances, settings)
-            parts.append(ssd_boxes(det, width, height, self.test, quota, side, factor))
-        return np.concatenate(parts)
+            b, s = scored_ssd_boxes(det, width, height, self.test.ssd_threshold, side, factor)
+            boxes.append(b[:quota])
+            scores.append(s[:quota])
+        boxes = np.concatenate(boxes)
+        if self.test.ssd_merge == "quota":
+            return boxes
+        return boxes[np.argsort(-np.concatenate(scores), kind="stable")[:most]]
 
 
 def resized_prototxt(prototxt: Path, side: int) -> Path:
@@ -108,12 +116,19 @@ def ssd_boxes(det: np.ndarray, width: int, height: int, test: TestConfig, limit:
     photo from DetectionOutput rows [image_id, label, score, x1, y1, x2, y2], normalised to the photo
     or, with `canvas`, to a canvas x canvas input holding the photo resized by `factor`. Boxes that
     clip to under a pixel (off the photo) do not count."""
+    boxes, _ = scored_ssd_boxes(det, width, height, test.ssd_threshold, canvas, factor)
+    return boxes[:test.ssd_max_proposals if limit is None else limit]
+
+
+def scored_ssd_boxes(det: np.ndarray, width: int, height: int, threshold: float, canvas: int | None = None,
+                     factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """ssd_boxes without the limit, with their scores: (boxes (n, 4), scores (n,)), best first."""
     det = np.asarray(det, dtype=np.float64).reshape(-1, 7)
-    det = det[(det[:, 0] >= 0) & (det[:, 1] >= 1) & (det[:, 2] >= test.ssd_threshold)]
+    det = det[(det[:, 0] >= 0) & (det[:, 1] >= 1) & (det[:, 2] >= threshold)]
     det = det[np.argsort(-det[:, 2], kind="stable")]
     scale = np.array([width, height, width, height], np.float64) if canvas is None else np.full(4, canvas / factor)
     boxes = det[:, 3:7] * scale
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    boxes = boxes[(boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)]
-    return boxes[:test.ssd_max_proposals if limit is None else limit]
+    keep = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+    return boxes[keep], det[keep, 2]

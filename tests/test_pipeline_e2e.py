@@ -185,14 +185,15 @@ def test_fast_plus_ssd_proposals_are_the_ssd_boxes_then_selective_search(env):
 @pytest.mark.skipif(not SSD.is_file(), reason="prototxt/fast_hyperface_ssd/deploy.prototxt not there")
 def test_ssd_scales_fit_the_photo_into_canvases_and_share_the_proposals(env):
     import dataclasses
-    from pipeline.proposals import SSDProposer, resized_prototxt
+    from pipeline.proposals import SSDProposer, resized_prototxt, scored_ssd_boxes
+    from pipeline.ssd_decode import CONF_BLOB, LOC_BLOB, detection_rows
 
     cfg = load_config(env["config"])
     model = load_model(env["model"] / "proposals")
 
-    def proposer(scales, most=200):
+    def proposer(scales, most=200, merge="quota"):
         return SSDProposer(model, "onnxruntime", cfg.input,
-                           dataclasses.replace(cfg.test, ssd_scales=scales, ssd_max_proposals=most))
+                           dataclasses.replace(cfg.test, ssd_scales=scales, ssd_max_proposals=most, ssd_merge=merge))
 
     assert infer_shapes(resized_prototxt(model.prototxt, 768)).blobs["data"] == (1, 3, 768, 768)
     # a 512 x 512 photo on a 512 canvas fills it: the same boxes as the net's own 512 warp
@@ -205,6 +206,17 @@ def test_ssd_scales_fit_the_photo_into_canvases_and_share_the_proposals(env):
     assert 0 < len(first) <= 100 and len(second) == 100  # the 256 canvas has few boxes above ssd_threshold
     np.testing.assert_array_equal(both, np.concatenate([first, second]))
     assert (both >= 0).all() and (both[:, [0, 2]] <= 400).all() and (both[:, [1, 3]] <= 300).all()
+    # merged by score: the best 200 boxes of both scales together, whatever scale gave them
+    merged = proposer((256, 1024), merge="score")
+    parts = [scored_ssd_boxes(detection_rows(out[LOC_BLOB][0], out[CONF_BLOB][0], *merged._net(side)[1:],
+                                             dataclasses.replace(merged.detection, keep_top_k=-1)),
+                              400, 300, cfg.test.ssd_threshold, side, factor)
+             for side, factor, out in merged.forward(photo)]
+    boxes, scores = np.concatenate([b for b, _ in parts]), np.concatenate([s for _, s in parts])
+    assert len(boxes) > 200 and len(parts[0][0]) > 0
+    order = np.argsort(-scores, kind="stable")[:200]
+    np.testing.assert_array_equal(merged(photo), boxes[order])
+    assert not np.array_equal(merged(photo), both)  # the scales do not share the boxes half and half
 
 
 def bad_inputs(folder: Path) -> dict[str, str]:

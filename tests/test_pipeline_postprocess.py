@@ -13,7 +13,7 @@ from pipeline.errors import GeometryError
 from core.geometry import apply_bbox_deltas, bbox_targets, box_iou
 from pipeline.geometry import box_from_landmarks, make_batch, mean_shape, nms, MEAN_SHAPE_PATH
 from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces
-from pipeline.proposals import ssd_boxes
+from pipeline.proposals import scored_ssd_boxes, ssd_boxes
 
 TEST = load_config().test
 
@@ -179,6 +179,9 @@ def test_ssd_rows_to_boxes():
     on_canvas = np.array([[0, 1, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 1, 0.95, 0.1, 0.7, 0.3, 0.9]])
     np.testing.assert_allclose(ssd_boxes(on_canvas, 200, 100, TEST, canvas=100, factor=0.5), [[20, 40, 100, 100]])
     assert len(ssd_boxes(det, 200, 100, TEST, limit=1)) == 1
+    boxes, scores = scored_ssd_boxes(on_canvas, 200, 100, 0.01, canvas=100, factor=0.5)
+    np.testing.assert_allclose(boxes, [[20, 40, 100, 100]])
+    np.testing.assert_allclose(scores, [0.9])  # the padding box (0.95) went with its box
 
 
 def test_make_batch_subtracts_mean_and_replicates_edges():
