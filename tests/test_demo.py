@@ -40,7 +40,7 @@ def env(tmp_path_factory):
                            capture_output=True, text=True, timeout=1200)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     cfg = root / "small.yaml"  # few proposals: the test checks plumbing, not accuracy
-    cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\ntest: {batch_size: 16, max_image_side: 700}\n")
+    cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\ntest: {batch_size: 16, max_image_side: 700, proposals: fast}\n")
     return {"root": root, "env": e, "config": cfg, "pb2": root / "model_cache" / "caffe_pb2" / "caffe_pb2.py",
             "setup_out": setup.stdout}
 

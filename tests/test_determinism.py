@@ -19,7 +19,7 @@ MODEL = REPO / "models" / "hyperface"
 NAMES = ("1004109301", "1224897301", "1139324862")
 pytestmark = pytest.mark.skipif(not (AFW / f"{NAMES[0]}.jpg").is_file() or not MODEL.is_dir(),
                                 reason="shared data or shipped model not here")
-SMALL = "selective_search: {max_side: 200, max_proposals: 60}\ntest: {max_image_side: 700}\n"
+SMALL = "selective_search: {max_side: 200, max_proposals: 60}\ntest: {max_image_side: 700, proposals: fast}\n"
 
 
 @pytest.fixture(scope="module")

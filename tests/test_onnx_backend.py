@@ -197,7 +197,7 @@ def test_detect_with_onnxruntime_matches_opencv(tmp_path):
     w["landmarks"][1][:] = (mean_shape() - 0.5).ravel()
     model = make_model_dir(TINY, tmp_path / "model", w)
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\ntest: {batch_size: 16, max_image_side: 700}\n")
+    cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\ntest: {batch_size: 16, max_image_side: 700, proposals: fast}\n")
     image = cv2.imread(str(AFW_IMAGE))
     assert image is not None, AFW_IMAGE
     hf = HyperFace(model, backend="onnxruntime", config=cfg)

@@ -42,7 +42,7 @@ def test_faces_of_a_downscaled_image_are_mapped_back_to_its_pixels(model, tmp_pa
     cfg = tmp_path / "cfg.yaml"
     # every proposal (no cap): OpenCV returns the same set of boxes in a varying order, so a cap could
     # keep a different subset on each call
-    cfg.write_text("selective_search: {max_side: 200, max_proposals: 100000}\ntest: {max_image_side: 340}\n")
+    cfg.write_text("selective_search: {max_side: 200, max_proposals: 100000}\ntest: {max_image_side: 340, proposals: fast}\n")
 
     run([tmp_path / "big.png"], model, tmp_path / "out", backend="opencv", config=cfg, progress=False)
     doc = json.loads((tmp_path / "out" / "big.json").read_text())

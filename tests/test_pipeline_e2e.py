@@ -60,7 +60,7 @@ def make_tiny_env(root: Path) -> dict:
         make_model_dir(SSD, model / "proposals", random_weights(SSD, 1), fp16=True)
     cfg = root / "small.yaml"
     cfg.write_text("selective_search: {max_side: 200, max_proposals: 40}\n"
-                   "test: {batch_size: 16, max_image_side: 700}\n")
+                   "test: {batch_size: 16, max_image_side: 700, proposals: fast}\n")  # the tiny net: a few SS boxes
     return {"root": root, "model": model, "config": cfg}
 
 
@@ -140,8 +140,11 @@ def test_default_proposals_come_from_the_config_and_fall_back_without_a_proposal
     from pipeline.detector import resolve_proposals
     base = load_config(env["config"])
     ssd_default = dataclasses.replace(base, test=dataclasses.replace(base.test, proposals="ssd"))
+    fast_default = dataclasses.replace(base, test=dataclasses.replace(base.test, proposals="fast"))
+    assert load_config().test.proposals == "ssd" and HyperFace(env["model"]).proposals == "ssd"  # the repo default
     assert HyperFace(env["model"], config=env["config"]).proposals == base.test.proposals == "fast"
     assert HyperFace(env["model"], config=ssd_default).proposals == "ssd"
+    assert HyperFace(env["model"], config=fast_default).proposals == "fast"
     no_net = tmp_path / "no_net"
     no_net.mkdir()
     for f in env["model"].iterdir():

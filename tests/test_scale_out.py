@@ -25,7 +25,7 @@ AFW = REPO.parent / "shared" / "data" / "afw_sample"
 MODEL = REPO / "models" / "hyperface"
 N_PHOTOS = 6
 N_FRAMES = 4  # the video test's clip: frames made from the first 4 photos
-SMALL_CONFIG = "selective_search: {max_side: 320, max_proposals: 40}\n"
+SMALL_CONFIG = "selective_search: {max_side: 320, max_proposals: 40}\ntest: {proposals: fast}\n"
 
 pytestmark = pytest.mark.skipif(not AFW.is_dir() or not (MODEL / "model.json").is_file(),
                                 reason="needs ../shared/data/afw_sample and models/hyperface")

@@ -48,10 +48,14 @@ def backend(model_dir):
     return make_backend("opencv", model.prototxt, model.caffemodel)
 
 
-@pytest.fixture(scope="module")
-def detector(model_dir):
+@pytest.fixture(scope="module", params=["default", "fast"])
+def detector(model_dir, request):
+    """The pipeline with the config's default proposals (the Fast-HyperFace net) and with fast
+    selective search: the product offers both, and both must hold these bounds."""
     from pipeline import HyperFace
-    return HyperFace(model_dir)
+    hf = HyperFace(model_dir, proposals=None if request.param == "default" else request.param)
+    assert hf.proposals == (CFG.test.proposals if request.param == "default" else request.param)
+    return hf
 
 
 def test_model_directory_is_small_and_described(model_dir):
