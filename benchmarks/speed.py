@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
         res["irp_boxes_s"], res["lnms_s"] = t_irp, t_lnms
         print(f"IRP box fits for {n_regions} regions: {t_irp:.3f} s; L-NMS: {t_lnms:.3f} s")
 
-        hf = HyperFace(model, config=cfg)
+        hf = HyperFace(model, config=cfg, proposals="fast")
         t = _timed(lambda: hf.detect(image))
         res["hyperface_s_per_image"] = t
         res["hyperface_regions_forwarded"] = hf.last_timings.get("regions", 0)
@@ -161,7 +161,7 @@ def main(argv=None) -> dict:
 def _time_trained(model: Path, image: np.ndarray, cfg, res: dict) -> None:
     """End to end with trained weights: how many regions pass the thresholds (and so IRP's work)
     depends on them. Best of 3 after a warm-up call (the first call converts and loads the nets)."""
-    paths = [("hyperface_trained", "selective search fast", HyperFace(model, config=cfg))]
+    paths = [("hyperface_trained", "selective search fast", HyperFace(model, config=cfg, proposals="fast"))]
     if (model / "proposals").is_dir():
         paths.append(("fast_hyperface_trained", "SSD proposals", HyperFace(model, config=cfg, proposals="ssd")))
     for key, what, det in paths:
