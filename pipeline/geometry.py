@@ -71,10 +71,11 @@ def boxes_from_landmarks(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarr
     return np.array([box_from_landmarks(l, v) for l, v in zip(landmarks, visible)]).reshape(-1, 4)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:
     """Indices kept by greedy NMS, highest score first: a box is suppressed by a kept one when their
     IoU (core.geometry.box_iou) exceeds iou_threshold (as cv2.dnn.NMSBoxes). Equal scores keep
-    their input order (stable sort), so the result is a function of the boxes and scores alone."""
+    their input order (stable sort), so the result is a function of the boxes and scores alone.
+    limit: stop after that many kept (the first `limit` of the full result)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -82,6 +83,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     alive = np.ones(len(order), dtype=bool)
     keep = []
     for rank, i in enumerate(order):
+        if limit is not None and len(keep) >= limit:
+            break
         if alive[rank]:
             keep.append(i)
             alive[rank + 1:] &= box_iou(boxes[i], boxes[order[rank + 1:]])[0] <= iou_threshold

@@ -12,6 +12,7 @@ import numpy as np
 from core.config import InputConfig, TestConfig
 from core.proposals import SS_MODES, selective_search  # noqa: F401  (the one selective search, shared with data_prep)
 from pipeline.backends import input_shape, make_backend
+from pipeline.geometry import nms
 from pipeline.model_store import Model
 from pipeline.ssd_decode import CONF_BLOB, LOC_BLOB, detection_rows, detection_settings, prior_boxes
 
@@ -27,8 +28,9 @@ class SSDProposer:
     test.ssd_scales: canvas sides S; at each, the photo is resized to fit S x S (aspect kept, placed at
     the top-left, the rest the mean colour) and the net, reshaped to S x S (its PriorBox steps are
     fixed, so the priors tile the larger input), scores its boxes; test.ssd_merge "score" keeps the
-    best ssd_max_proposals of all scales by score (ties: the earlier scale first), "quota" the best
-    ssd_max_proposals / len(scales) of each, concatenated in scale order. Empty: the deploy net's own
+    best ssd_max_proposals of all scales by score (ties: the earlier scale first) after one NMS at
+    test.ssd_nms_iou over all of them, "quota" the best ssd_max_proposals / len(scales) of each
+    (NMS per scale), concatenated in scale order. Empty: the deploy net's own
     input (the photo warped to 512 x 512, as in training). Larger canvases make small faces larger
     than the 512 warp does (a 30 px face of a 1024 px photo is 15 px there); a smaller one fits faces
     larger than the largest prior."""
@@ -67,18 +69,21 @@ class SSDProposer:
                 continue
             factor = side / max(h, w)
             nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-            canvas = np.zeros((side, side, 3), np.float32)  # zero after mean subtraction: the mean colour
-            canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
-            outs.append((side, factor, backend.forward(canvas.transpose(2, 0, 1)[None])))
+            canvas = np.zeros((1, 3, side, side), np.float32)  # zero after mean subtraction: the mean colour
+            photo = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
+            canvas[0, :, :nh, :nw] = photo.transpose(2, 0, 1)
+            outs.append((side, factor, backend.forward(canvas)))
         return outs
 
     def decode(self, outs, width: int, height: int, nms_iou: float | None = None) -> np.ndarray:
         """Proposal boxes (n, 4) in pixels of a width x height image from forward()'s outputs; nms_iou
         replaces test.ssd_nms_iou (the proposal benchmark's sweep)."""
-        most = self.test.ssd_max_proposals
-        quota = max(1, most // len(outs)) if self.test.ssd_merge == "quota" else most
-        settings = self.detection if nms_iou is None else dataclasses.replace(self.detection, nms_threshold=nms_iou)
-        settings = dataclasses.replace(settings, keep_top_k=-1)  # the limit is taken after clipping (ssd_boxes)
+        most, by_score = self.test.ssd_max_proposals, self.test.ssd_merge == "score"
+        quota = None if by_score else max(1, most // len(outs))
+        nms_iou = self.test.ssd_nms_iou if nms_iou is None else nms_iou
+        # by score, the NMS runs once over the boxes of all scales (a face seen at two scales is one box);
+        # the limit is taken after clipping (ssd_boxes)
+        settings = dataclasses.replace(self.detection, nms_threshold=1.0 if by_score else nms_iou, keep_top_k=-1)
         boxes, scores = [], []
         for side, factor, out in outs:
             _, priors, variances = self._net(side)
@@ -86,10 +91,11 @@ class SSDProposer:
             b, s = scored_ssd_boxes(det, width, height, self.test.ssd_threshold, side, factor)
             boxes.append(b[:quota])
             scores.append(s[:quota])
-        boxes = np.concatenate(boxes)
-        if self.test.ssd_merge == "quota":
+        boxes, scores = np.concatenate(boxes), np.concatenate(scores)
+        if not by_score:
             return boxes
-        return boxes[np.argsort(-np.concatenate(scores), kind="stable")[:most]]
+        order = nms(boxes, scores, nms_iou, most) if nms_iou < 1.0 else np.argsort(-scores, kind="stable")
+        return boxes[order[:most]]
 
 
 def resized_prototxt(prototxt: Path, side: int) -> Path:

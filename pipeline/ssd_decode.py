@@ -123,9 +123,13 @@ def detection_rows(loc: np.ndarray, conf: np.ndarray, priors: np.ndarray, varian
             continue
         s = scores[:, label]
         idx = np.flatnonzero(s > settings.confidence_threshold)
+        if -1 < settings.top_k < len(idx):
+            # only the best top_k are sorted (a 2048 canvas has ~350k candidates): those above the
+            # top_k-th score, then those equal to it in prior order, as the stable sort of all would
+            kth = -np.partition(-s[idx], settings.top_k - 1)[settings.top_k - 1]
+            above, equal = idx[s[idx] > kth], idx[s[idx] == kth]
+            idx = np.concatenate([above, equal[:settings.top_k - len(above)]])
         idx = idx[np.argsort(-s[idx], kind="stable")]
-        if settings.top_k > -1:
-            idx = idx[:settings.top_k]
         boxes = decode_boxes(loc[idx], priors[idx], variances[idx])  # only the candidates (2048 x 2048: 524k priors)
         kept = []
         for k in range(len(idx)):

@@ -189,6 +189,8 @@ def test_fast_plus_ssd_proposals_are_the_ssd_boxes_then_selective_search(env):
 def test_ssd_scales_fit_the_photo_into_canvases_and_share_the_proposals(env):
     import dataclasses
     from pipeline.proposals import SSDProposer, resized_prototxt, scored_ssd_boxes
+    from core.geometry import box_iou
+    from pipeline.geometry import nms
     from pipeline.ssd_decode import CONF_BLOB, LOC_BLOB, detection_rows
 
     cfg = load_config(env["config"])
@@ -196,7 +198,8 @@ def test_ssd_scales_fit_the_photo_into_canvases_and_share_the_proposals(env):
 
     def proposer(scales, most=200, merge="quota"):
         return SSDProposer(model, "onnxruntime", cfg.input,
-                           dataclasses.replace(cfg.test, ssd_scales=scales, ssd_max_proposals=most, ssd_merge=merge))
+                           dataclasses.replace(cfg.test, ssd_scales=scales, ssd_max_proposals=most, ssd_merge=merge,
+                                               ssd_nms_iou=1.0))
 
     assert infer_shapes(resized_prototxt(model.prototxt, 768)).blobs["data"] == (1, 3, 768, 768)
     # a 512 x 512 photo on a 512 canvas fills it: the same boxes as the net's own 512 warp
@@ -220,6 +223,13 @@ def test_ssd_scales_fit_the_photo_into_canvases_and_share_the_proposals(env):
     order = np.argsort(-scores, kind="stable")[:200]
     np.testing.assert_array_equal(merged(photo), boxes[order])
     assert not np.array_equal(merged(photo), both)  # the scales do not share the boxes half and half
+    # with NMS, one NMS over the boxes of all scales, then the best 150
+    thinned = SSDProposer(model, "onnxruntime", cfg.input, dataclasses.replace(
+        cfg.test, ssd_scales=(256, 1024), ssd_max_proposals=150, ssd_merge="score", ssd_nms_iou=0.85))(photo)
+    np.testing.assert_array_equal(thinned, boxes[nms(boxes, scores, 0.85)[:150]])
+    iou = box_iou(thinned, thinned)
+    assert 0 < len(thinned) <= 150 and len(nms(boxes, scores, 0.85)) < len(boxes)
+    assert (iou[np.triu_indices(len(thinned), 1)] <= 0.85).all()
 
 
 def bad_inputs(folder: Path) -> dict[str, str]:

@@ -168,6 +168,8 @@ def test_iou_and_nms_hand_cases():
     np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0]])
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.0]])
     assert nms(boxes, [0.7, 0.8, 0.1], 0.5).tolist() == [1, 2]
+    assert nms(boxes, [0.7, 0.8, 0.1], 0.5, limit=1).tolist() == [1]
+    assert nms(boxes, [0.7, 0.8, 0.1], 1.0, limit=2).tolist() == [1, 0]
 
 
 def test_ssd_rows_to_boxes():

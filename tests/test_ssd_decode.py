@@ -116,3 +116,22 @@ def test_onnxruntime_runs_the_ssd_net_like_pycaffe_and_opencv(ssd_weights):
             scale = np.abs(want[blob]).max()
             np.testing.assert_allclose(got[blob], want[blob], atol=1e-4 * max(1.0, scale), err_msg=f"{blob} vs {ref}")
     assert np.ptp(got[CONF_BLOB]) > 0.1
+
+
+def test_top_k_candidates_are_the_stable_sort_of_all_with_ties_at_the_cut():
+    """Only the best top_k scores are sorted; with ties at the cut the earlier priors win, as a stable
+    sort of every candidate would give (hand case: 8 priors, top_k 3, scores 0.9 and three 0.5)."""
+    priors = np.array([[k / 10, 0, k / 10 + 0.1, 0.1] for k in range(8)], float)
+    variances = np.full((8, 4), 0.1)
+    conf = np.zeros((8, 2))
+    conf[:, 1] = [0.2, 0.5, 0.9, 0.5, 0.005, 0.5, 0.3, 0.1]
+    conf[:, 0] = 1 - conf[:, 1]
+    settings = DetectionSettings(num_classes=2, background_label_id=0, confidence_threshold=0.01,
+                                 nms_threshold=1.0, top_k=3, keep_top_k=-1)
+    rows = detection_rows(np.zeros((8, 4)), conf, priors, variances, settings)
+    assert rows[:, 2].tolist() == [0.9, 0.5, 0.5]
+    np.testing.assert_allclose(rows[:, 3], [0.2, 0.1, 0.3])  # priors 2, then 1 and 3 (not 5)
+    everything = detection_rows(np.zeros((8, 4)), conf, priors, variances,
+                                DetectionSettings(2, 0, 0.01, 1.0, -1, -1))
+    np.testing.assert_array_equal(rows, everything[:3])
+    assert len(everything) == 7  # prior 4 is under the confidence threshold
