@@ -17,6 +17,7 @@ AP, F1, precision and recall), and the pipeline applies them unless a caller pas
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -64,8 +65,10 @@ def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg, limit
     styled, style = calibrate_boxes(dets, boxes, b.face_eval_min_gt_side, b.eval_iou, BOX_STYLE_ITERATIONS)
     r = face_eval_ap(styled, boxes, b.face_eval_min_gt_side, b.eval_iou)
     thr, precision, recall, f1 = best_f1_threshold(r)
+    settings_path = Path(results_dir) / "run_settings.json"
+    run = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
     return {"detection_threshold": round(thr, 4), "box_style": [round(float(v), 4) for v in style],
-            "chosen_on": dataset, "images": len(boxes), "faces": r.n_positives,
+            "chosen_on": dataset, "proposals": run.get("proposals"), "images": len(boxes), "faces": r.n_positives,
             "AP_raw": round(raw.ap, 4), "AP_styled": round(r.ap, 4),
             "f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
             "results_min_score": round(float(min(r.scores)) if len(r.scores) else float("nan"), 4)}

@@ -29,11 +29,13 @@ def test_threshold_is_chosen_by_f1_and_used_by_the_pipeline(tmp_path):
     # ranked TP (0.9) then FP (0.8): F1 2/(n+1) beats 2/(n+2) -> threshold 0.9, recall 1/n
     results_io.write_image_result(results, first.image_id, first.path, [Face(box=face.box, score=0.9),
                                                                         Face(box=far, score=0.8)])
+    (results / "run_settings.json").write_text(json.dumps({"proposals": "ssd", "box_style": "raw"}))
     model = tmp_path / "model"
     shutil.copytree(REPO_ROOT / "models" / "hyperface", model)
     assert threshold_main(["--model", str(model), "--results", str(results)]) == 0
     doc = json.loads((model / "model.json").read_text())
     assert doc["detection_threshold"] == 0.9
+    assert doc["detection_threshold_chosen"]["proposals"] == "ssd"  # the proposals of the run it was chosen on
     assert doc["box_style"] == [0.0, 0.0, 1.0, 1.0]   # the one TP is the face box itself: no restyling
     assert doc["detection_threshold_chosen"]["faces"] == n_faces
     assert doc["detection_threshold_chosen"]["recall"] == pytest.approx(round(1 / n_faces, 4))
