@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                 if v not in detectors:
                     from pipeline import HyperFace
 
-                    detectors[v] = HyperFace(args.model, config=configs[v])
+                    detectors[v] = HyperFace(args.model, config=configs[v], proposals="fast")  # the SS path, whatever the default
                     if v == "int8":  # the int8 engine of pipeline/int8.py, calibrated as benchmarks/int8.py says
                         from benchmarks.int8 import int8_backend
 
