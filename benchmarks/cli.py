@@ -11,6 +11,7 @@ Datasets: afw pascal fddb aflw aflw2000 ibug celeba lfwa utkface.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="detection threshold (default: the model's, chosen on held-out data; else the config's)")
     p.add_argument("--box-style", default="model", choices=("model", "raw"),
                    help="output boxes in the model's recorded box style (default) or as L-NMS fits them to the "
-                        "landmarks (raw: what `benchmarks threshold` calibrates a box style from)")
+                        "landmarks, with no SSD box fused in (raw: what `benchmarks threshold` calibrates a box style from)")
     p.add_argument("--limit", type=int, default=None, help="detect and score only the first N images (loader order)")
     p.add_argument("--config", default=None, help="config YAML (default config/hyperface.yaml)")
     return p
@@ -121,8 +122,11 @@ def _run(args) -> int:
         check_run_settings(rdir, {"model": str(Path(args.model).resolve()), "proposals": args.proposals, "post": args.post,
                                   "irp_iterations": irp, "detection_threshold": args.threshold, "box_style": args.box_style,
                                   "config": args.config})
+        # raw: the landmark-fitted boxes alone (no SSD box fused in), what a box style is calibrated from
+        det_cfg = (dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, ssd_box_weight=0.0))
+                   if args.box_style == "raw" else cfg)
         run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp,
-                                            config=cfg, detection_threshold=args.threshold,
+                                            config=det_cfg, detection_threshold=args.threshold,
                                             box_style=(0.0, 0.0, 1.0, 1.0) if args.box_style == "raw" else None), rdir)
         settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp,
                     "detection_threshold": args.threshold if args.threshold is not None else "model default",

@@ -39,6 +39,17 @@ DATA = REPO.parent / "shared" / "data"
 
 
 def variant_config(cfg: HyperFaceConfig, name: str) -> HyperFaceConfig:
+    """A variant's config; "after:key=value,..." is "after" with those selective_search settings changed
+    (for example after:merge_iou=0.9), so a candidate setting runs beside the shipped one."""
+    if ":" in name:
+        base, _, changes = name.partition(":")
+        ss = cfg.selective_search
+        for change in changes.split(","):
+            key, _, value = change.partition("=")
+            if not hasattr(ss, key):
+                raise ValueError(f"variant {name!r}: selective_search has no setting {key!r}")
+            ss = dataclasses.replace(ss, **{key: type(getattr(ss, key))(value)})
+        return dataclasses.replace(variant_config(cfg, base), selective_search=ss)
     if name in ("after", "int8"):
         return cfg
     if name == "before":
@@ -89,11 +100,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "hyperface"))
     ap.add_argument("--wider", type=int, default=40, help="held-out WIDER photos (of 150) to run")
-    ap.add_argument("--variants", nargs="+", default=["before", "after"], choices=("before", "after", "int8"))
+    ap.add_argument("--variants", nargs="+", default=["before", "after"],
+                    help="before, after, int8, or after:key=value,... (selective_search settings changed)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "ss_path")
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
     base = load_config(args.config)
+    try:
+        for v in args.variants:
+            variant_config(base, v)
+    except ValueError as err:
+        print(f"ss_path.py: {err}", file=sys.stderr)
+        return 2
     sets = photo_sets(base, args.wider)
     configs = {v: variant_config(base, v) for v in args.variants}
     detectors: dict = {}

@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 BOX_STYLE_ITERATIONS = 3
 
 
-def _heldout_detections(dataset: str, data_dir: Path, results_dir: Path, cfg, limit: int | None, skip: int):
-    """(face boxes, raw detections) of images skip..limit of the set (loader order); detections only
-    of those images, from results made with raw boxes."""
+def _heldout_detections(dataset: str, data_dir: Path, results_dir: Path, cfg, limit: int | None, skip: int,
+                        styled_ok: bool = False):
+    """(face boxes, detections) of images skip..limit of the set (loader order); detections only of
+    those images, from results made with raw boxes (or, with styled_ok, with the model's box style)."""
     from benchmarks.score import load_ground_truth
     gt, _ = load_ground_truth(dataset, data_dir, cfg, limit)
     records = (gt[0] if dataset == "pascal" else gt)[skip:]
@@ -46,7 +47,7 @@ def _heldout_detections(dataset: str, data_dir: Path, results_dir: Path, cfg, li
     if settings_path.is_file():
         import json
         used = json.loads(settings_path.read_text()).get("box_style")
-        if used != "raw":
+        if used != "raw" and not (styled_ok and used == "model"):
             raise HyperFaceError(results_dir, f"made with box style {used!r}; a box style is calibrated from raw "
                                               "boxes (run the benchmark with --box-style raw)")
     results = results_io.read_results(results_dir)
@@ -77,11 +78,15 @@ def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg, limit
 def check_choice(dataset: str, data_dir: Path, results_dir: Path, cfg, style, threshold: float,
                  limit: int | None, skip: int) -> dict:
     """A recorded box style and threshold on other held-out images (skip..limit): face-eval AP of the
-    styled boxes, and precision / recall / F1 of the detections scored >= threshold."""
+    styled boxes, and precision / recall / F1 of the detections scored >= threshold. Results made with
+    the model's box style (`--box-style model`: the pipeline's own boxes, with the Fast-HyperFace box
+    fused in) are scored as they are; raw ones are styled here."""
     from pipeline.postprocess import restyle_boxes
-    boxes, dets = _heldout_detections(dataset, data_dir, results_dir, cfg, limit, skip)
+    boxes, dets = _heldout_detections(dataset, data_dir, results_dir, cfg, limit, skip, styled_ok=True)
     b = cfg.benchmark
-    styled = {k: (restyle_boxes(d, style) if len(d) else d, s) for k, (d, s) in dets.items()}
+    settings_path = Path(results_dir) / "run_settings.json"
+    raw = not settings_path.is_file() or json.loads(settings_path.read_text()).get("box_style") == "raw"
+    styled = {k: (restyle_boxes(d, style) if len(d) and raw else d, s) for k, (d, s) in dets.items()}
     r = face_eval_ap(styled, boxes, b.face_eval_min_gt_side, b.eval_iou)
     kept = {k: (d[s >= threshold], s[s >= threshold]) for k, (d, s) in styled.items()}
     at = face_eval_ap(kept, boxes, b.face_eval_min_gt_side, b.eval_iou)

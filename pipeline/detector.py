@@ -58,7 +58,8 @@ class HyperFace:
     model's model.json, else the config's test.detection_threshold). The output boxes get the box
     style (test.box_style: shift and scale) recorded in model.json next to the threshold, else the config's;
     box_style: (tx, ty, sx, sy) instead of both ((0, 0, 1, 1): the landmark-fitted boxes as L-NMS gives them,
-    which is what a box style is calibrated from).
+    which is what a box style is calibrated from, with test.ssd_box_weight 0). With Fast-HyperFace
+    proposals, L-NMS then averages each styled box with its cluster's SSD boxes (test.ssd_box_weight).
     """
 
     def __init__(self, model_dir: str | Path, backend: str = DEFAULT_BACKEND, proposals: str | None = None,
@@ -103,6 +104,8 @@ class HyperFace:
             self.ssd = SSDProposer(self.ssd_model, backend, self.cfg.input, self.cfg.test)
         self.last_timings: dict[str, float] = {}
         self.last_evaluated_boxes = np.zeros((0, 4))
+        self.last_regions = Regions.empty()
+        self.last_ssd_boxes = np.zeros((0, 4))
 
     def _check_input(self) -> None:
         _, channels, h, w = input_shape(self.model.prototxt)
@@ -117,10 +120,13 @@ class HyperFace:
 
     def propose(self, image: np.ndarray) -> np.ndarray:
         """Proposal boxes (n, 4) for a uint8 BGR image."""
+        self.last_ssd_boxes = np.zeros((0, 4))
         if self.proposals == "ssd":
-            return self.ssd(image)
+            self.last_ssd_boxes = self.ssd(image)
+            return self.last_ssd_boxes
         if self.proposals == "fast+ssd":
-            return np.concatenate([self.ssd(image), selective_search(image, self.cfg.selective_search, "fast")])
+            self.last_ssd_boxes = self.ssd(image)
+            return np.concatenate([self.last_ssd_boxes, selective_search(image, self.cfg.selective_search, "fast")])
         return selective_search(image, self.cfg.selective_search, self.proposals)
 
     def evaluate(self, image: np.ndarray, boxes: np.ndarray) -> Regions:
@@ -189,17 +195,30 @@ class HyperFace:
                 raise ValueError(f"unknown post-processing {post!r}; choose one of {POSTS}")
             regions = iterative_region_proposals(boxes, evaluate, test, irp)
             t2 = time.perf_counter()
-            faces = landmark_nms(regions, test) if post == "lnms" else nms_faces(regions, test)
-            if tuple(test.box_style) != (0.0, 0.0, 1.0, 1.0) and faces:
+            if post == "lnms":  # styled boxes, fused with the SSD's where it proposed them
+                faces = landmark_nms(regions, test, rows_in(regions.boxes, self.last_ssd_boxes))
+            else:
+                faces = nms_faces(regions, test)
+            if post != "lnms" and tuple(test.box_style) != (0.0, 0.0, 1.0, 1.0) and faces:
                 styled = restyle_boxes(np.array([f.box for f in faces]), test.box_style)
                 for face, box in zip(faces, styled):
                     face.box = box
             results.append(faces)
             self.last_timings["post"] = self.last_timings.get("post", 0.0) + time.perf_counter() - t2
         self.last_timings["total"] = time.perf_counter() - t0
-        # every box the net saw, proposals first, then IRP's (the proposal benchmark's recall after IRP)
-        self.last_evaluated_boxes = np.concatenate([r.boxes for r in memo.values()]) if memo else np.zeros((0, 4))
+        # every region the net saw with its outputs, proposals first, then IRP's (the proposal benchmark's
+        # recall after IRP, benchmarks/miss_analysis.py's causes of missed faces)
+        self.last_regions = Regions.concat(list(memo.values())) if memo else Regions.empty()
+        self.last_evaluated_boxes = self.last_regions.boxes
         return results
+
+
+def rows_in(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(n,) bool: which rows of boxes are exactly a row of reference (the SSD proposals among the
+    regions IRP returns; IRP's own boxes are landmark fits and never equal one)."""
+    known = {row.tobytes() for row in np.ascontiguousarray(reference, dtype=np.float64).reshape(-1, 4)}
+    return np.array([row.tobytes() in known for row in np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 4)],
+                    dtype=bool)
 
 
 def scale_faces(faces: list[Face], factor: float) -> list[Face]:

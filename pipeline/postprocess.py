@@ -136,16 +136,24 @@ def _face(box, score, landmarks, visibility, pose, gender, test: TestConfig) -> 
                 gender_prob_male=float(gender))
 
 
-def landmark_nms(regions: Regions, test: TestConfig) -> list[Face]:
+def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None = None) -> list[Face]:
     """Algorithm 2 on detected regions: boxes from the landmark fits, NMS on them (lnms_iou), and for
     every kept box the top-k (lnms_top_k) overlapping boxes (IoU > lnms_iou) by score; the face gets
     the median of their landmarks, visibility, pose and gender probability, the kept box's score,
-    and a box fitted to the median landmarks. Faces come out in decreasing score."""
+    and a box fitted to the median landmarks, in test.box_style (restyle_boxes). Faces come out in
+    decreasing score.
+
+    from_ssd: (n,) bool, the regions whose box is a Fast-HyperFace proposal (the SSD's regressed face
+    box, already in a face detector's style). Where a cluster holds such regions and
+    test.ssd_box_weight > 0, the face's box is ssd_box_weight x the median of the top-k of those boxes
+    + the rest x the styled landmark-fitted box."""
     if len(regions) == 0:
         return []
     boxes = landmark_boxes(regions, test)
     usable = _usable(boxes)
-    regions, boxes = regions.select(usable), boxes[usable]
+    from_ssd = np.zeros(len(usable), bool) if from_ssd is None else np.asarray(from_ssd, dtype=bool)
+    regions, boxes, from_ssd = regions.select(usable), boxes[usable], from_ssd[usable]
+    weight = test.ssd_box_weight if from_ssd.any() else 0.0
     if len(regions) == 0:
         return []
     keep = nms(boxes, regions.scores, test.lnms_iou)
@@ -161,6 +169,11 @@ def landmark_nms(regions: Regions, test: TestConfig) -> list[Face]:
             box = box_from_landmarks(lms, visible_mask(vis, test))
         except GeometryError:
             box = boxes[i]
+        box = restyle_boxes(np.asarray(box, dtype=np.float64), test.box_style)[0]
+        ssd = members[from_ssd[members]]
+        if weight > 0 and len(ssd):
+            ssd = ssd[np.argsort(-regions.scores[ssd], kind="stable")[:test.lnms_top_k]]
+            box = weight * np.median(regions.boxes[ssd], axis=0) + (1 - weight) * box
         faces.append(_face(box, regions.scores[i], lms, vis, np.median(regions.pose_deg[top], axis=0),
                            np.median(regions.gender_prob_male[top]), test))
     return faces

@@ -194,3 +194,30 @@ def test_nme_per_yaw_group_and_balanced_subset():
 def test_gender_accuracy():
     r = gender_accuracy(np.array(["m", "f", "", "m"], dtype=object), np.array(["m", "m", "f", "m"], dtype=object))
     assert r["accuracy"] == pytest.approx(0.5) and r["accuracy_detected"] == pytest.approx(2 / 3) and r["coverage"] == 0.75
+
+
+def test_miss_causes_hand_made_image():
+    from benchmarks.metrics.misses import miss_causes
+
+    # faces A, B, C, D (100 x 100 with the +1 convention) and E, a 10-px face that is ignored
+    faces = np.array([[0, 0, 99, 99], [200, 0, 299, 99], [400, 0, 499, 99], [600, 0, 699, 99], [800, 0, 809, 9]])
+    ignored = np.array([False, False, False, False, True])
+    # the net saw A (0.9), B (0.2: below), C (0.95: above, yet no detection keeps it); nothing on D
+    regions = np.array([[0, 0, 99, 99], [200, 0, 299, 99], [400, 0, 499, 99]])
+    region_scores = np.array([0.9, 0.2, 0.95])
+    dets = np.array([[0, 0, 99, 99],         # 0.90 matches A
+                     [5, 5, 104, 104],       # 0.80 A again: duplicate
+                     [400, 60, 499, 159],    # 0.70 IoU with C = 4000 / 16000 = 0.25: near a face
+                     [1000, 1000, 1099, 1099],  # 0.85 background
+                     [800, 0, 809, 9],       # 0.99 the ignored face: neither
+                     [200, 0, 299, 99]])     # 0.30 on B but under the threshold: not a detection
+    scores = np.array([0.9, 0.8, 0.7, 0.85, 0.99, 0.3])
+    face_causes, fp_causes = miss_causes(faces, ignored, regions, region_scores, dets, scores, threshold=0.5)
+    assert face_causes == ["found", "scored below threshold", "lost after scoring", "no proposal"]
+    assert fp_causes == ["background", "duplicate", "near a face"]
+    # a threshold above every score: nothing found, no false positive; A was scored only below 0.999
+    face_causes, fp_causes = miss_causes(faces, ignored, regions, region_scores, dets, scores, threshold=0.999)
+    assert face_causes == ["scored below threshold"] * 3 + ["no proposal"] and fp_causes == []
+    # no faces at all: every detection at the threshold is background
+    assert miss_causes(np.zeros((0, 4)), np.zeros(0, bool), regions, region_scores, dets, scores, 0.5) == (
+        [], ["background"] * 5)

@@ -143,6 +143,35 @@ def test_landmark_nms_medians_of_top_k():
     assert top2[0].pose_deg[2] == pytest.approx(15) and top2[0].gender_prob_male == pytest.approx(0.7)
 
 
+def test_landmark_nms_fuses_the_ssd_boxes_of_its_cluster():
+    r = lnms_case()
+    r.boxes[0], r.boxes[1] = [0, 10, 100, 90], [10, 10, 110, 90]  # A and B: SSD proposals, boxes unlike their landmarks
+    from_ssd = np.array([True, True, False, False])
+    faces = landmark_nms(r, TEST, from_ssd)  # ssd_box_weight 0.5: median of A, B = [5, 10, 105, 90]
+    np.testing.assert_allclose(faces[0].box, [5, 5, 105, 95], atol=1e-9)
+    np.testing.assert_allclose(faces[1].box, [300, 300, 350, 350], atol=1e-9)  # D: no SSD box, landmark box
+    quarter = landmark_nms(r, dataclasses.replace(TEST, ssd_box_weight=0.25), from_ssd)
+    np.testing.assert_allclose(quarter[0].box, [5, 2.5, 105, 97.5], atol=1e-9)
+    top1 = landmark_nms(r, dataclasses.replace(TEST, lnms_top_k=1), from_ssd)  # A alone: [0,10,100,90] and [0,0,100,100]
+    np.testing.assert_allclose(top1[0].box, [0, 5, 100, 95], atol=1e-9)
+    # the landmark box is styled first (shift 0.1 box widths right, half as wide), the SSD box is not
+    styled = landmark_nms(r, dataclasses.replace(TEST, box_style=(0.1, 0.0, 0.5, 1.0)), from_ssd)
+    np.testing.assert_allclose(styled[0].box, [22.5, 5, 97.5, 95], atol=1e-9)
+    np.testing.assert_allclose(styled[1].box, [317.5, 300, 342.5, 350], atol=1e-9)
+    # weight 0, or no SSD region: the paper's landmark box
+    for none in (landmark_nms(r, dataclasses.replace(TEST, ssd_box_weight=0.0), from_ssd), landmark_nms(r, TEST)):
+        np.testing.assert_allclose(none[0].box, [5, 0, 105, 100], atol=1e-9)
+
+
+def test_rows_in_finds_the_proposals_among_regions():
+    from pipeline.detector import rows_in
+
+    ssd = np.array([[0, 0, 10, 10], [5, 5, 20, 20.0]])
+    regions = np.array([[5, 5, 20, 20], [5, 5, 20, 20.000001], [0, 0, 10, 10], [1, 1, 2, 2]])
+    assert rows_in(regions, ssd).tolist() == [True, False, True, False]
+    assert rows_in(regions, np.zeros((0, 4))).tolist() == [False] * 4
+
+
 def test_landmark_nms_suppression_threshold():
     # IoU of A and C is 90/110 = 0.818: a threshold above it keeps C as its own face.
     faces = landmark_nms(lnms_case(), dataclasses.replace(TEST, lnms_iou=0.85))
