@@ -1,11 +1,11 @@
 """Where the whole pipeline loses held-out faces, and where its false positives come from.
 
     python benchmarks/miss_analysis.py --model models/hyperface [--proposals ssd|fast|fast+ssd]
-           [--first 31 --last 150] [--data ../shared/data/wider_train] [--out runs/bench/misses]
+           [--set wider-heldout|afw] [--first 31 --last 150] [--data DIR] [--out runs/bench/misses]
 
 Runs the detector (the model's threshold and box style, or --threshold) over the held-out WIDER
 training photos (benchmarks.score's "wider-heldout", photos first..last in loader order; 31-150 by
-default, since threshold calibration chooses on photos 1-30) and sorts every counted face (face-eval:
+default, since threshold calibration chooses on photos 1-30) or an AFW folder, and sorts every counted face (face-eval:
 faces under benchmark.face_eval_min_gt_side ignored) and every false positive by cause
 (benchmarks.metrics.misses). Prints a table, by face size too, and writes misses.json under --out.
 The answer says what to train next: proposal recall, the score, or L-NMS and the box.
@@ -37,12 +37,13 @@ def size_bin(face: np.ndarray) -> str:
     return "60-120 px" if side < SIZE_EDGES[2] else "> 120 px"
 
 
-def analyse(model: Path, data: Path, proposals: str | None, first: int, last: int, threshold: float | None,
-            config: Path | None = None) -> dict:
+def analyse(model: Path, data: Path, proposals: str | None, first: int, last: int | None, threshold: float | None,
+            config: Path | None = None, dataset: str = "wider-heldout") -> dict:
     from benchmarks.run_detection import make_detector
 
     cfg = load_config(config)
-    gt, images = load_ground_truth("wider-heldout", data, cfg)
+    gt, images = load_ground_truth(dataset, data, cfg)
+    last = len(images) if last is None else last
     gt, images = gt[first - 1:last], images[first - 1:last]
     detector = make_detector(model, proposals=proposals, config=cfg, detection_threshold=threshold)
     test = detector.cfg.test
@@ -63,7 +64,7 @@ def analyse(model: Path, data: Path, proposals: str | None, first: int, last: in
         fp_counts.update(fp_causes)
         for face, cause in zip(faces[~ignored], face_causes):
             by_size.setdefault(size_bin(face), Counter())[cause] += 1
-    return {"model": str(model), "proposals": detector.proposals, "photos": f"{first}-{last}",
+    return {"model": str(model), "set": dataset, "proposals": detector.proposals, "photos": f"{first}-{last}",
             "threshold": test.detection_threshold, "faces": sum(face_counts.values()),
             "face_causes": {c: face_counts[c] for c in FACE_CAUSES},
             "face_causes_by_size": {s: {c: by_size[s][c] for c in FACE_CAUSES} for s in sorted(by_size)},
@@ -72,7 +73,7 @@ def analyse(model: Path, data: Path, proposals: str | None, first: int, last: in
 
 def print_table(result: dict) -> None:
     n = max(result["faces"], 1)
-    print(f"{result['model']}  proposals={result['proposals']}  photos {result['photos']}  "
+    print(f"{result['model']}  {result['set']} photos {result['photos']}  proposals={result['proposals']}  "
           f"threshold {result['threshold']:.4f}  {result['faces']} counted faces")
     print("| face cause | all | " + " | ".join(result["face_causes_by_size"]) + " |")
     print("|---|---:|" + "---:|" * len(result["face_causes_by_size"]))
@@ -86,11 +87,13 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "hyperface")
-    ap.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "wider_train",
-                    help="the WIDER training photos (wider_train folder)")
+    ap.add_argument("--set", choices=("wider-heldout", "afw"), default="wider-heldout")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="default: ../shared/data/wider_train (wider-heldout) or ../shared/data/afw_sample (afw)")
     ap.add_argument("--proposals", choices=("fast", "quality", "ssd", "fast+ssd"), default=None)
-    ap.add_argument("--first", type=int, default=31, help="first held-out photo (1-based, loader order)")
-    ap.add_argument("--last", type=int, default=150)
+    ap.add_argument("--first", type=int, default=None,
+                    help="first photo (1-based, loader order); default 31 for wider-heldout (1-30 chose the threshold), else 1")
+    ap.add_argument("--last", type=int, default=None, help="last photo; default 150 for wider-heldout, else all")
     ap.add_argument("--threshold", type=float, default=None, help="default: the model's")
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench" / "misses")
@@ -98,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_dir():
         print(f"{args.model}: model folder not found", file=sys.stderr)
         return 2
-    result = analyse(args.model, args.data, args.proposals, args.first, args.last, args.threshold, args.config)
+    wider = args.set == "wider-heldout"
+    data = args.data or REPO_ROOT.parent / "shared" / "data" / ("wider_train" if wider else "afw_sample")
+    first = args.first or (31 if wider else 1)
+    last = args.last or (150 if wider else None)
+    result = analyse(args.model, data, args.proposals, first, last, args.threshold, args.config, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"misses_{result['proposals']}_{args.first}-{args.last}.json"
+    name = f"misses_{args.set}_{result['proposals']}_{result['photos']}.json"
     (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"written: {args.out / name}")
