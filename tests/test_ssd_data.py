@@ -184,3 +184,14 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
     h, w = image.shape[:2]
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
+
+
+def test_a_piece_without_batchnorm_records_the_folded_net_it_fine_tunes():
+    from training.ssd_export import _inherited_batchnorm
+    bn = "BatchNorm + Scale after every base convolution, statistics recomputed over 50 training batches"
+    assert _inherited_batchnorm(None) == "none"
+    assert _inherited_batchnorm([{"batchnorm": "none"}]) == "none"
+    one = _inherited_batchnorm([{"batchnorm": bn}])
+    assert one == f"none in this piece: it fine-tunes the folded net of an earlier piece ({bn})"
+    # a second fine-tuning piece names the BatchNorm piece, not the first fine-tuning piece's sentence
+    assert _inherited_batchnorm([{"batchnorm": "none"}, {"batchnorm": bn}, {"batchnorm": one}]) == one

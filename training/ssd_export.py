@@ -58,6 +58,15 @@ def earlier_pieces(previous: str | Path) -> list[dict]:
     return [*meta.pop("earlier_pieces", []), meta]
 
 
+def _inherited_batchnorm(history: list[dict] | None) -> str:
+    """A piece without BatchNorm layers that starts from a folded net fine-tunes that net: say so,
+    with the earlier piece's own statement, so the record does not read as a net trained without it."""
+    folded = [m["batchnorm"] for m in (history or []) if str(m.get("batchnorm", "")).startswith("BatchNorm")]
+    if not folded:
+        return "none"
+    return f"none in this piece: it fine-tunes the folded net of an earlier piece ({folded[-1]})"
+
+
 def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path, bn_batches: int = 50,
                previous: str | Path | None = None) -> Path:
     """bn_batches: training batches over which the BatchNorm statistics are recomputed at the final
@@ -82,7 +91,8 @@ def export_ssd(stage_dir: str | Path, lmdb_dir: str | Path, out_dir: str | Path,
         "base_lr": solver.base_lr,
         "lr_policy": solver.lr_policy,
         "batchnorm": (f"BatchNorm + Scale after every base convolution, statistics recomputed over {bn_batches} "
-                      "training batches at the final weights, folded at export") if batchnorm else "none",
+                      "training batches at the final weights, folded at export") if batchnorm
+                     else _inherited_batchnorm(history),
         "mbox_loss_first_100": round(float(np.mean(loss[:100])), 4) if len(loss) else None,
         "mbox_loss_last_100": round(float(np.mean(loss[-100:])), 4) if len(loss) else None,
     }
