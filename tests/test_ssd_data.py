@@ -195,3 +195,17 @@ def test_a_piece_without_batchnorm_records_the_folded_net_it_fine_tunes():
     assert one == f"none in this piece: it fine-tunes the folded net of an earlier piece ({bn})"
     # a second fine-tuning piece names the BatchNorm piece, not the first fine-tuning piece's sentence
     assert _inherited_batchnorm([{"batchnorm": "none"}, {"batchnorm": bn}, {"batchnorm": one}]) == one
+
+
+def test_training_net_has_a_zoom_in_sampler_for_small_faces(caffe):
+    # a 40 px face of a 1000 px photo must reach the 512 training input at >= 48 px (the size of the 2048
+    # test canvas minus a quarter), which only a crop of <= ~0.43 of the side that keeps the face gives
+    from prototxt.netspec_utils import read_net
+    net = read_net(Path(__file__).resolve().parents[1] / "prototxt" / "fast_hyperface_ssd" / "train_val.prototxt")
+    samplers = [s for layer in net.layer if layer.type == "AnnotatedData"
+                for s in layer.annotated_data_param.batch_sampler]
+    zoom = [s for s in samplers if s.sampler.max_scale and s.sampler.max_scale < 1.0
+            and s.sample_constraint.min_object_coverage >= 0.89]  # float32 0.9
+    assert len(zoom) == 1
+    assert (zoom[0].sampler.min_scale, zoom[0].sampler.max_scale) == pytest.approx((0.15, 0.35))
+    assert 40 / zoom[0].sampler.max_scale * 512 / 1000 >= 48
