@@ -31,7 +31,7 @@ CAFFE := $(CAFFE_PREFIX)/bin/caffe
 SETUP_STAMP := $(VENV)/.setup.stamp
 # The datasets (../shared/data/README.md), the same folder as core.config.DATA_ROOT; every mk/*.mk
 # default data path is below it. `make ... DATA=/my/data` moves them all.
-DATA ?= $(ROOT)/../shared/data
+DATA ?= $(or $(HYPERFACE_DATA),$(ROOT)/../shared/data)
 
 export HYPERFACE_ROOT := $(ROOT)
 export CAFFE_PREFIX

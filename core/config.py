@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "hyperface.yaml"
 # The folder holding the datasets (layout: ../shared/data/README.md): every default data path of
 # data_prep, training, pipeline, benchmarks and tests is below it. Make passes the same folder as DATA.
-DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+# HYPERFACE_DATA points a checkout that does not sit beside shared/ at the folder.
+DATA_ROOT = Path(os.environ.get("HYPERFACE_DATA") or REPO_ROOT.parent / "shared" / "data").expanduser()
 
 
 @dataclass(frozen=True)

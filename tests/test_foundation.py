@@ -202,3 +202,16 @@ def test_two_nets_same_data_layer_do_not_hang(caffe_env, tmp_path, tmp_lmdb):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "labels [5, 1, 4] [5, 1, 4]" in out.stdout
+
+
+# ---------------------------------------------------------------- data folder
+def test_data_root_defaults_beside_the_checkout_and_follows_hyperface_data(tmp_path):
+    import os
+    repo = Path(__file__).resolve().parent.parent
+    probe = [sys.executable, "-c", "from core.config import DATA_ROOT; print(DATA_ROOT)"]
+    env = {k: v for k, v in os.environ.items() if k != "HYPERFACE_DATA"}
+    default = subprocess.run(probe, cwd=repo, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(default) == repo.parent / "shared" / "data"
+    moved = subprocess.run(probe, cwd=repo, env={**env, "HYPERFACE_DATA": str(tmp_path)},
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(moved) == tmp_path
