@@ -157,6 +157,11 @@ class TrainingConfig:
     positive_jitter: float = 0.12      # std of the centre shift and log-scale jitter of positive boxes
     colour_jitter: float = 0.2         # contrast x (1 +- this), brightness +- this * 64
     flip: bool = True                  # mirror half of the samples (labels flipped with data_prep.regions)
+    # Resolution jitter (all kinds alike): most misses of the held-out WIDER photos were 30-60 px faces
+    # scored below the threshold, while most training faces (aflw_crops, HELEN) are 100+ px. This share
+    # of the crops is shrunk to a side log-uniform in low_res_sides and warped back up to 227.
+    low_res_fraction: float = 0.3
+    low_res_sides: tuple[int, int] = (24, 64)
     source_weights: dict = field(default_factory=lambda: {  # share of the faces drawn from each set
         "aflw_crops": 0.4, "wider": 0.25, "helen": 0.2, "utkface": 0.15})
     base_lr: float = 0.001             # fine-tuning rate of a piece (0.01 diverged from scratch, model.json)

@@ -1,6 +1,7 @@
 """Per-batch sampler of HyperFace training (training/sampler.py) on the real shared sets."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -89,3 +90,44 @@ def test_crop_outside_the_image_repeats_edges():
     # left half is the replicated first column (0), not the mean blue 104
     assert np.all(crop[:, :8, 0] == 0)
     assert crop[:, -1, 0].min() >= 160
+
+
+def test_low_resolution_shrinks_large_regions_only():
+    from training.sampler import low_resolution
+    rng_state = np.random.default_rng(0)
+    # a 1-px checkerboard: any shrink to <= 64 px and back averages it to flat grey
+    board = (np.indices((227, 227)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    crop = np.repeat(board[:, :, None], 3, axis=2)
+    big, small = np.array([0, 0, 200, 200.0]), np.array([0, 0, 20, 20.0])
+    out = low_resolution(crop, np.random.default_rng(1), big, 1.0, (24, 64))
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    assert crop.std() > 120 and out.std() < 40
+    # a region already smaller than any drawn side, or fraction 0: the crop is returned as it is
+    assert low_resolution(crop, np.random.default_rng(1), small, 1.0, (24, 64)) is crop
+    assert low_resolution(crop, rng_state, big, 0.0, (24, 64)) is crop
+    # the draw: side 24..64 log-uniform; the result is the INTER_AREA shrink warped back up
+    rng = np.random.default_rng(5)
+    assert rng.random() < 1.0
+    side = int(round(np.exp(rng.uniform(np.log(24), np.log(64)))))
+    expected = cv2.resize(cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA), (227, 227),
+                          interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(low_resolution(crop, np.random.default_rng(5), big, 1.0, (24, 64)), expected)
+
+
+def test_low_resolution_is_drawn_for_every_kind_alike(sampler):
+    # the share of blurred crops must not tell faces from background: compare the sharpness of the
+    # same draws with the jitter on and off (same rng stream otherwise)
+    import dataclasses
+    cfg = sampler.cfg
+    off = RegionSampler(sampler.pools, dataclasses.replace(cfg, training=dataclasses.replace(
+        cfg.training, low_res_fraction=0.0)), batch_size=32, seed=7)
+    on = RegionSampler(sampler.pools, dataclasses.replace(cfg, training=dataclasses.replace(
+        cfg.training, low_res_fraction=1.0)), batch_size=32, seed=7)
+    changed = {"face": 0, "background": 0}
+    for it in range(4):
+        a, _, info = off.draw(it)
+        b, _, _ = on.draw(it)
+        for (kind, _, _), x, y in zip(info, a, b):
+            if kind in changed and not np.array_equal(x, y):
+                changed[kind] += 1
+    assert changed["face"] >= 8 and changed["background"] >= 30

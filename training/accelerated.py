@@ -359,7 +359,7 @@ def train(args) -> dict:
             "wall_s": round(time.time() - t_start, 1), "train_s": round(time.time() - t_train, 1),
             "sampling": {k: getattr(cfg.training, k) for k in (
                 "fg_fraction", "partial_fraction", "near_miss_fraction", "mined_fraction", "face_free_fraction",
-                "positive_jitter", "colour_jitter", "flip", "source_weights")},
+                "positive_jitter", "colour_jitter", "flip", "low_res_fraction", "low_res_sides", "source_weights")},
             "pools": pools.counts(), "heldout_pools": held_pools.counts(), "heldout_loss": history,
             "mining": mining,
         })

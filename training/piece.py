@@ -91,7 +91,7 @@ def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, histor
         "lr_policy": f"poly power {cfg.training.lr_power} over the piece, momentum/decay from prototxt/hyperface/solver.prototxt",
         "sampling": {k: getattr(cfg.training, k) for k in (
             "fg_fraction", "partial_fraction", "near_miss_fraction", "mined_fraction", "face_free_fraction",
-            "positive_jitter", "colour_jitter", "flip", "source_weights")},
+            "positive_jitter", "colour_jitter", "flip", "low_res_fraction", "low_res_sides", "source_weights")},
         "pools": pools,
         "mined_pool": str(spec.mined) if spec.mined else None,
         "validation": history,

@@ -153,6 +153,23 @@ def colour_jitter(crop: np.ndarray, rng, amount: float) -> np.ndarray:
     return cv2.addWeighted(crop, contrast, crop, 0.0, mean * (1.0 - contrast) + bright)
 
 
+def low_resolution(crop: np.ndarray, rng, region: np.ndarray, fraction: float,
+                   sides: tuple[int, int]) -> np.ndarray:
+    """With probability `fraction`, `crop` as if its region had been a face of `side` px (log-uniform
+    in `sides`): shrunk to side x side (INTER_AREA) and warped back up (bilinear, as crop_and_warp
+    warps a small region at test time). A region already at most that small is left as it is.
+    Drawn for every kind of sample alike, so blur is no cue for the label."""
+    if fraction <= 0 or rng.random() >= fraction:
+        return crop
+    side = int(round(np.exp(rng.uniform(np.log(sides[0]), np.log(sides[1])))))
+    region_side = min(float(region[2] - region[0]), float(region[3] - region[1]))
+    if region_side <= side:
+        return crop
+    size = crop.shape[0]
+    small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
 class RegionSampler:
     """Draws training batches (data N x 3 x S x S float32 minus the mean, labels N x LABEL_LENGTH)."""
 
@@ -233,6 +250,7 @@ class RegionSampler:
             label = empty_label()
             label[OFFSETS["detection"]] = 0
         crop = crop_and_warp(image, region, inp.size, inp.mean_bgr)
+        crop = low_resolution(crop, rng, region, self.tc.low_res_fraction, self.tc.low_res_sides)
         if self.tc.flip and rng.random() < 0.5:
             crop, label = cv2.flip(crop, 1), flip_label(label)
         crop = colour_jitter(crop, rng, self.tc.colour_jitter)
