@@ -166,6 +166,11 @@ class TrainingConfig:
         "aflw_crops": 0.4, "wider": 0.25, "helen": 0.2, "utkface": 0.15})
     base_lr: float = 0.001             # fine-tuning rate of a piece (0.01 diverged from scratch, model.json)
     lr_power: float = 1.0              # "poly" decay to 0 over the piece
+    # A piece that fine-tunes a net trained with BatchNorm (folded at export) sees conv1 weights ~1e-4 in
+    # size (raw pixels in, normalised out): one SGD step at 1e-3 on them sent every loss from 0.03 to ~1
+    # and the piece diverged by iteration 6. conv1 stays fixed, as py-faster-rcnn keeps its first layers.
+    frozen_layers: tuple[str, ...] = ("conv1",)
+    clip_gradients: float = 20.0       # L2 norm of all gradients, as the GPU pieces clip (grad_clip_norm)
     iterations: int = 4000             # iterations of one piece (about 1 h 15 on 2 cores)
     snapshot_every: int = 250
     val_every: int = 500               # held-out validation (training/validation.py) every this many iterations

@@ -113,7 +113,7 @@ def with_python_data(prototxt_path, module: str, layer: str, param_str: str) -> 
 
 def solver_for(solver_path, net_path, snapshot_prefix, max_iter=None, *, base_lr=None, test_iter=None,
                test_interval=None, display=None, snapshot=None, random_seed=None, lr_policy=None,
-               power=None) -> str:
+               power=None, clip_gradients=None) -> str:
     """Text of the solver at `solver_path` with `net`, `snapshot_prefix` and the given fields replaced.
 
     `test_iter=0` drops testing (no test net is built), as needed for a run without a val LMDB.
@@ -123,7 +123,7 @@ def solver_for(solver_path, net_path, snapshot_prefix, max_iter=None, *, base_lr
     solver.snapshot_prefix = str(snapshot_prefix)
     for name, value in (("max_iter", max_iter), ("base_lr", base_lr), ("test_interval", test_interval),
                         ("display", display), ("snapshot", snapshot), ("random_seed", random_seed),
-                        ("lr_policy", lr_policy), ("power", power)):
+                        ("lr_policy", lr_policy), ("power", power), ("clip_gradients", clip_gradients)):
         if value is not None:
             setattr(solver, name, value)
     if test_iter is not None:

@@ -130,3 +130,23 @@ def test_make_train_hyperface_piece_from_model_resumes_and_records(repo_root, tm
     assert last["iterations"] == 4 and last["base_lr"] == 0.0001 and last["batch_size"] == 4
     assert [int(v["iteration"]) for v in last["validation"]] == [2, 4]
     assert last["pools"]["faces"]["utkface"] == 2500
+    # conv1 is frozen (a folded-BatchNorm net's conv1 weights are ~1e-4: one step wrecked them) and the
+    # solver clips the gradient norm; the other layers trained
+    assert last["frozen_layers"] == ["conv1"] and last["clip_gradients"] == 20.0
+    assert "clip_gradients: 20.0" in (out / "hyperface" / "solver.prototxt").read_text()
+    before_w, after_w = np.load(MODEL / "weights_fp16.npz"), np.load(out / "model" / "weights_fp16.npz")
+    assert np.array_equal(before_w["conv1#0"], after_w["conv1#0"]) and np.array_equal(before_w["conv1#1"], after_w["conv1#1"])
+    assert not np.array_equal(before_w["conv2#0"], after_w["conv2#0"])
+
+
+def test_frozen_layers_get_zero_learning_rate():
+    from training.stage import TrainingError, with_frozen_layers
+    text = ('layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" '
+            'param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 } '
+            'convolution_param { num_output: 2 kernel_size: 3 } }\n'
+            'layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 2 } }\n')
+    out = with_frozen_layers(text, ("conv1", "fc"))
+    assert out.count("lr_mult: 0.0") == 4 and out.count("decay_mult: 0.0") == 4  # fc had no param: both added
+    assert with_frozen_layers(text, ()) == text
+    with pytest.raises(TrainingError, match="conv9"):
+        with_frozen_layers(text, ("conv9",))

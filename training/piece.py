@@ -71,7 +71,8 @@ def run_piece(spec: PieceSpec, cfg: HyperFaceConfig, progress: bool = True) -> P
     stage = StageSpec("hyperface", spec.run_dir, spec.run_dir / "hyperface", spec.iterations,
                       cfg.training.batch_size, spec.base_lr, cfg.training.snapshot_every, spec.init, None,
                       seed=cfg.training.seed, sampler_spec=sampler_path, lr_policy="poly",
-                      lr_power=cfg.training.lr_power, validate_every=cfg.training.val_every)
+                      lr_power=cfg.training.lr_power, validate_every=cfg.training.val_every,
+                      frozen_layers=tuple(cfg.training.frozen_layers), clip_gradients=cfg.training.clip_gradients)
     final = run_stage(stage, progress=progress, validator=validator)
     if spec.export_dir is not None:
         export_piece(spec, cfg, final, validator.history, build_pools(sets, cfg, spec.mined).counts())
@@ -89,6 +90,8 @@ def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, histor
         "batch_size": cfg.training.batch_size,
         "base_lr": spec.base_lr,
         "lr_policy": f"poly power {cfg.training.lr_power} over the piece, momentum/decay from prototxt/hyperface/solver.prototxt",
+        "frozen_layers": list(cfg.training.frozen_layers),
+        "clip_gradients": cfg.training.clip_gradients,
         "sampling": {k: getattr(cfg.training, k) for k in (
             "fg_fraction", "partial_fraction", "near_miss_fraction", "mined_fraction", "face_free_fraction",
             "positive_jitter", "colour_jitter", "flip", "low_res_fraction", "low_res_sides", "source_weights")},

@@ -47,6 +47,8 @@ class StageSpec:
     lr_power: float | None = None
     validate_every: int = 0            # call the stage's validator every this many iterations (0: never)
     batchnorm: bool = False            # BatchNorm + Scale after every base convolution (training/batchnorm.py)
+    frozen_layers: tuple[str, ...] = ()  # layers whose params get lr_mult 0 (decay too)
+    clip_gradients: float | None = None  # solver clip_gradients: cap on the L2 norm of all gradients
 
 
 def latest_solverstate(snapshot_dir: Path) -> tuple[int, Path] | None:
@@ -79,8 +81,9 @@ def prepare_run(spec: StageSpec) -> Path:
     if spec.sampler_spec is not None:
         if not Path(spec.sampler_spec).is_file():
             raise TrainingError(f"{spec.sampler_spec}: sampler spec not found")
-        net_path.write_text(with_python_data(net_dir / "train_val.prototxt", "training.sampler_layer",
-                                             "RegionSamplerLayer", str(Path(spec.sampler_spec).resolve())))
+        text = with_python_data(net_dir / "train_val.prototxt", "training.sampler_layer",
+                                "RegionSamplerLayer", str(Path(spec.sampler_spec).resolve()))
+        net_path.write_text(with_frozen_layers(text, spec.frozen_layers))
         return _write_solver(spec, net_dir, net_path)
     images, labels = spec.lmdb_dir / "images_lmdb", spec.lmdb_dir / "labels_lmdb"
     if any(layer.type == "AnnotatedData" for layer in read_net(net_dir / "train_val.prototxt").layer):
@@ -93,8 +96,32 @@ def prepare_run(spec: StageSpec) -> Path:
                              train_labels=labels, batch_size=spec.batch_size)
     if spec.batchnorm:
         text = _with_batchnorm_text(text)
-    net_path.write_text(text)
+    net_path.write_text(with_frozen_layers(text, spec.frozen_layers))
     return _write_solver(spec, net_dir, net_path)
+
+
+def with_frozen_layers(text: str, layers: tuple[str, ...]) -> str:
+    """Net text with lr_mult and decay_mult 0 on every param of the named layers (one unknown name is an
+    error, so a typo never trains a layer meant to stay fixed)."""
+    if not layers:
+        return text
+    from google.protobuf import text_format
+
+    from core.caffe_proto import caffe_pb2
+    net = text_format.Parse(text, caffe_pb2().NetParameter())
+    found = set()
+    for layer in net.layer:
+        if layer.name in layers:
+            found.add(layer.name)
+            count = max(len(layer.param), 2 if layer.type in ("Convolution", "InnerProduct") else len(layer.param))
+            while len(layer.param) < count:
+                layer.param.add()
+            for param in layer.param:
+                param.lr_mult, param.decay_mult = 0.0, 0.0
+    missing = sorted(set(layers) - found)
+    if missing:
+        raise TrainingError(f"frozen layers not in the net: {', '.join(missing)}")
+    return text_format.MessageToString(net)
 
 
 def _with_batchnorm_text(text: str) -> str:
@@ -111,7 +138,8 @@ def _write_solver(spec: StageSpec, net_dir: Path, net_path: Path) -> Path:
     solver_path.write_text(solver_for(
         net_dir / "solver.prototxt", net_path, spec.run_dir / "snapshots" / spec.model,
         max_iter=spec.max_iter, base_lr=spec.base_lr, test_iter=0, display=0, snapshot=0,
-        random_seed=spec.seed, lr_policy=spec.lr_policy, power=spec.lr_power))
+        random_seed=spec.seed, lr_policy=spec.lr_policy, power=spec.lr_power,
+        clip_gradients=spec.clip_gradients))
     return solver_path
 
 
@@ -188,6 +216,7 @@ def record_stage_run(spec: StageSpec, start: int, resumed_from: Path | None) -> 
         "init_layers": None if resumed_from or spec.init_layers is None else list(spec.init_layers),
         "max_iter": spec.max_iter, "batch_size": spec.batch_size, "base_lr": spec.base_lr,
         "lr_policy": spec.lr_policy, "lr_power": spec.lr_power, "batchnorm": spec.batchnorm, "seed": spec.seed,
+        "frozen_layers": list(spec.frozen_layers), "clip_gradients": spec.clip_gradients,
         "lmdb_dir": str(spec.lmdb_dir)})
     path.write_text(json.dumps(record, indent=1) + "\n")
 
