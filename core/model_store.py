@@ -40,6 +40,22 @@ DEPLOY = "deploy.prototxt"
 WEIGHTS = "weights.caffemodel"
 WEIGHTS_FP16 = "weights_fp16.npz"
 META = "model.json"
+PROPOSALS = "proposals"   # the Fast-HyperFace proposal net's own model directory inside a model directory
+
+
+def copy_proposal_net(model_dir: str | Path, out_dir: str | Path) -> bool:
+    """Give out_dir the proposal net of model_dir (its `proposals/` folder), replacing any there, so a
+    model derived from another (a new piece, a folded SVM) keeps `--proposals ssd` working. False when
+    model_dir has none."""
+    src, dst = Path(model_dir) / PROPOSALS, Path(out_dir) / PROPOSALS
+    if not src.is_dir() or src.resolve() == dst.resolve():
+        return False
+    tmp = Path(out_dir) / f".{PROPOSALS}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+    return True
 
 
 @dataclass
@@ -207,6 +223,7 @@ def with_layers_replaced(model_dir: str | Path, out_dir: str | Path, layers: dic
     doc.update(weights=WEIGHTS_FP16, weights_sha1=hashlib.sha1((out_dir / WEIGHTS_FP16).read_bytes()).hexdigest(),
                exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **fields)
     atomic_write_bytes(out_dir / META, (json.dumps(doc, indent=2) + "\n").encode())
+    copy_proposal_net(model_dir, out_dir)
     return out_dir
 
 

@@ -76,6 +76,8 @@ def test_folded_svm_is_the_nets_detection_probability(tmp_path, shared_data):
         assert sorted(a.files) == sorted(b.files)
         changed = [k for k in a.files if not np.array_equal(a[k], b[k])]
     assert sorted(changed) == ["detection_score#0", "detection_score#1"]     # every other blob as stored
+    # the proposal net comes along, so --proposals ssd (the default) works on the folded model
+    assert sorted(p.name for p in (out / "proposals").iterdir()) == sorted(p.name for p in (MODEL / "proposals").iterdir())
     batch = make_batch(image, boxes, cfg.input.size, cfg.input.mean_bgr)
     folded, original = load_model(out), load_model(MODEL)
     for backend in ("onnxruntime", "caffe"):

@@ -137,6 +137,20 @@ def test_make_train_hyperface_piece_from_model_resumes_and_records(repo_root, tm
     before_w, after_w = np.load(MODEL / "weights_fp16.npz"), np.load(out / "model" / "weights_fp16.npz")
     assert np.array_equal(before_w["conv1#0"], after_w["conv1#0"]) and np.array_equal(before_w["conv1#1"], after_w["conv1#1"])
     assert not np.array_equal(before_w["conv2#0"], after_w["conv2#0"])
+    # a piece does not train the proposal net: the model keeps the one it started from
+    assert (out / "model" / "proposals" / "model.json").read_bytes() == (MODEL / "proposals" / "model.json").read_bytes()
+
+
+def test_copy_proposal_net(tmp_path):
+    from core.model_store import copy_proposal_net
+    src, dst = tmp_path / "a", tmp_path / "b"
+    (src / "proposals").mkdir(parents=True)
+    (src / "proposals" / "model.json").write_text("{}")
+    (dst / "proposals").mkdir(parents=True)
+    (dst / "proposals" / "stale.bin").write_text("x")
+    assert copy_proposal_net(src, dst) is True
+    assert sorted(p.name for p in (dst / "proposals").iterdir()) == ["model.json"]   # replaced, not merged
+    assert copy_proposal_net(tmp_path / "none", dst) is False
 
 
 def test_frozen_layers_get_zero_learning_rate():

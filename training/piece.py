@@ -80,7 +80,7 @@ def run_piece(spec: PieceSpec, cfg: HyperFaceConfig, progress: bool = True) -> P
 
 
 def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, history: list[dict], pools: dict) -> Path:
-    from core.model_store import export_model
+    from core.model_store import copy_proposal_net, export_model
     pieces = previous_pieces(spec.init)
     pieces.append({
         "piece": len(pieces),
@@ -102,6 +102,8 @@ def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, histor
     meta = {"trained_here": "on the shared sets with training/piece.py (sampler-fed pieces), not the paper's AFLW split",
             "pieces": pieces}
     out = export_model(DEPLOY, caffemodel, spec.export_dir, fp16=True, meta=meta, config=cfg)
+    if Path(spec.init).is_dir():   # the proposal net is not trained by a piece: keep the one it started with
+        copy_proposal_net(spec.init, out)
     plot_validation(pieces, Path(out) / "validation.png")
     return out
 
