@@ -31,7 +31,8 @@ CAFFE := $(CAFFE_PREFIX)/bin/caffe
 SETUP_STAMP := $(VENV)/.setup.stamp
 # The datasets (../shared/data/README.md), the same folder as core.config.DATA_ROOT; every mk/*.mk
 # default data path is below it. `make ... DATA=/my/data` moves them all.
-DATA ?= $(or $(HYPERFACE_DATA),$(ROOT)/../shared/data)
+# one rule for the data folder: core.config.DATA_ROOT (expanded when a recipe runs, after setup)
+DATA ?= $(or $(HYPERFACE_DATA),$(shell cd $(ROOT) && $(PY) -c 'from core.config import DATA_ROOT; print(DATA_ROOT)' 2>/dev/null),$(ROOT)/../shared/data)
 
 export HYPERFACE_ROOT := $(ROOT)
 export CAFFE_PREFIX

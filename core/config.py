@@ -17,8 +17,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "hyperface.yaml"
 # The folder holding the datasets (layout: ../shared/data/README.md): every default data path of
 # data_prep, training, pipeline, benchmarks and tests is below it. Make passes the same folder as DATA.
-# HYPERFACE_DATA points a checkout that does not sit beside shared/ at the folder.
-DATA_ROOT = Path(os.environ.get("HYPERFACE_DATA") or REPO_ROOT.parent / "shared" / "data").expanduser()
+# HYPERFACE_DATA points a checkout elsewhere at the folder; a local clone of a checkout that sits
+# beside shared/ (`git clone /work/main /tmp/x`, as CI does) finds it beside its origin.
+def _data_root() -> Path:
+    if os.environ.get("HYPERFACE_DATA"):
+        return Path(os.environ["HYPERFACE_DATA"]).expanduser()
+    beside = REPO_ROOT.parent / "shared" / "data"
+    if beside.is_dir():
+        return beside
+    import subprocess
+    try:
+        origin = subprocess.run(["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    from_origin = Path(origin).parent / "shared" / "data" if origin and Path(origin).is_dir() else None
+    return from_origin if from_origin is not None and from_origin.is_dir() else beside
+
+
+DATA_ROOT = _data_root()
 
 
 @dataclass(frozen=True)

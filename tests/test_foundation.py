@@ -215,3 +215,10 @@ def test_data_root_defaults_beside_the_checkout_and_follows_hyperface_data(tmp_p
     moved = subprocess.run(probe, cwd=repo, env={**env, "HYPERFACE_DATA": str(tmp_path)},
                            capture_output=True, text=True, check=True).stdout.strip()
     assert Path(moved) == tmp_path
+    # a local clone elsewhere (as CI clones to /tmp) finds the data beside the checkout it came from
+    if (repo.parent / "shared" / "data").is_dir():
+        clone = tmp_path / "clone"
+        subprocess.run(["git", "clone", "-q", "--no-checkout", str(repo), str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", "HEAD", "--", "core"], check=True)
+        found = subprocess.run(probe, cwd=clone, env=env, capture_output=True, text=True, check=True).stdout.strip()
+        assert Path(found) == repo.parent / "shared" / "data"
