@@ -113,9 +113,11 @@ def with_frozen_layers(text: str, layers: tuple[str, ...]) -> str:
     for layer in net.layer:
         if layer.name in layers:
             found.add(layer.name)
-            count = max(len(layer.param), 2 if layer.type in ("Convolution", "InnerProduct") else len(layer.param))
-            while len(layer.param) < count:
-                layer.param.add()
+            if not layer.param:   # one spec per blob: weights, and the bias unless bias_term is off
+                conv = layer.type == "Convolution"
+                has_bias = (layer.convolution_param if conv else layer.inner_product_param).bias_term
+                for _ in range(1 + int(has_bias)):
+                    layer.param.add()
             for param in layer.param:
                 param.lr_mult, param.decay_mult = 0.0, 0.0
     missing = sorted(set(layers) - found)
