@@ -273,7 +273,7 @@ def train(args) -> dict:
     import torch
 
     from core.config import load_config
-    from training.sampler import RegionSampler, build_pools, sampler_sets
+    from training.sampler import RegionSampler, build_pools, sampler_sets, sampling_record
     from training.torch_net import CaffeNet, hyperface_losses, parameter_groups, weighted_total
 
     t_start = time.time()
@@ -357,9 +357,7 @@ def train(args) -> dict:
                       f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else 'CPU'}, bf16 autocast",
             "seed": args.seed, "samples_seen": iteration * args.batch, "skipped_nonfinite": skipped,
             "wall_s": round(time.time() - t_start, 1), "train_s": round(time.time() - t_train, 1),
-            "sampling": {k: getattr(cfg.training, k) for k in (
-                "fg_fraction", "partial_fraction", "near_miss_fraction", "mined_fraction", "face_free_fraction",
-                "positive_jitter", "colour_jitter", "flip", "low_res_fraction", "low_res_sides", "source_weights")},
+            "sampling": sampling_record(cfg),
             "pools": pools.counts(), "heldout_pools": held_pools.counts(), "heldout_loss": history,
             "mining": mining,
         })

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import REPO_ROOT, HyperFaceConfig
-from training.sampler import build_pools, sampler_sets, write_spec
+from training.sampler import build_pools, sampling_record, sampler_sets, write_spec
 from training.stage import StageSpec, TrainingError, run_stage
 
 log = logging.getLogger(__name__)
@@ -92,9 +92,7 @@ def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, histor
         "lr_policy": f"poly power {cfg.training.lr_power} over the piece, momentum/decay from prototxt/hyperface/solver.prototxt",
         "frozen_layers": list(cfg.training.frozen_layers),
         "clip_gradients": cfg.training.clip_gradients,
-        "sampling": {k: getattr(cfg.training, k) for k in (
-            "fg_fraction", "partial_fraction", "near_miss_fraction", "mined_fraction", "face_free_fraction",
-            "positive_jitter", "colour_jitter", "flip", "low_res_fraction", "low_res_sides", "source_weights")},
+        "sampling": sampling_record(cfg),
         "pools": pools,
         "mined_pool": str(spec.mined) if spec.mined else None,
         "validation": history,
@@ -102,8 +100,7 @@ def export_piece(spec: PieceSpec, cfg: HyperFaceConfig, caffemodel: Path, histor
     meta = {"trained_here": "on the shared sets with training/piece.py (sampler-fed pieces), not the paper's AFLW split",
             "pieces": pieces}
     out = export_model(DEPLOY, caffemodel, spec.export_dir, fp16=True, meta=meta, config=cfg)
-    if Path(spec.init).is_dir():   # the proposal net is not trained by a piece: keep the one it started with
-        copy_proposal_net(spec.init, out)
+    copy_proposal_net(spec.init, out)   # a piece does not train the proposal net: keep the one it started with
     plot_validation(pieces, Path(out) / "validation.png")
     return out
 

@@ -303,6 +303,15 @@ def sampler_sets(data_root: Path, cfg: HyperFaceConfig) -> dict[str, tuple[str, 
     }
 
 
+SAMPLING_KEYS = ("fg_fraction", "partial_fraction", "near_miss_fraction", "mined_fraction", "face_free_fraction",
+                 "positive_jitter", "colour_jitter", "flip", "low_res_fraction", "low_res_sides", "source_weights")
+
+
+def sampling_record(cfg: HyperFaceConfig) -> dict:
+    """The sampler settings a training record keeps (CPU and GPU pieces alike)."""
+    return {k: getattr(cfg.training, k) for k in SAMPLING_KEYS}
+
+
 def write_spec(path: Path, sets: dict, config_path: Path | None, mined_file: Path | None, batch_size: int, seed: int) -> Path:
     spec = {"sets": {k: [d, str(r), s] for k, (d, r, s) in sets.items()},
             "config": str(config_path) if config_path else None,
