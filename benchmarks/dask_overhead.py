@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 import cv2
+from core.config import DATA_ROOT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "wider_train" / "WIDER_train" / "images"
+DEFAULT_SOURCE = DATA_ROOT / "wider_train" / "WIDER_train" / "images"
 
 
 def prepare_photos(source: Path, n: int, side: int, dest: Path) -> list[Path]:

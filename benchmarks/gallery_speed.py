@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.browser import chromium_path, dump_dom, page_url  # noqa: E402
 from pipeline.gallery import gallery_weight  # noqa: E402
+from core.config import DATA_ROOT  # noqa: E402
 
-WIDER = REPO.parent / "shared" / "data" / "wider_train" / "WIDER_train" / "images"
+WIDER = DATA_ROOT / "wider_train" / "WIDER_train" / "images"
 
 
 def _env():

@@ -26,8 +26,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from core.config import HyperFaceConfig, load_config  # noqa: E402
+from core.config import DATA_ROOT  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_ROOT
 CALIBRATION_PHOTOS = slice(100, 110)
 
 

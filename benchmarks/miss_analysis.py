@@ -26,6 +26,7 @@ from benchmarks.metrics.detection import ignore_small_faces, keep_large_detectio
 from benchmarks.metrics.misses import FACE_CAUSES, FP_CAUSES, miss_causes
 from benchmarks.score import load_ground_truth
 from core.config import REPO_ROOT, load_config
+from core.config import DATA_ROOT  # noqa: E402
 
 SIZE_EDGES = (30, 60, 120)
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model}: model folder not found", file=sys.stderr)
         return 2
     wider = args.set == "wider-heldout"
-    data = args.data or REPO_ROOT.parent / "shared" / "data" / ("wider_train" if wider else "afw_sample")
+    data = args.data or DATA_ROOT / ("wider_train" if wider else "afw_sample")
     first = args.first or (31 if wider else 1)
     last = args.last or (150 if wider else None)
     result = analyse(args.model, data, args.proposals, first, last, args.threshold, args.config, args.set)

@@ -37,9 +37,10 @@ from benchmarks.report import write_report
 from core.config import REPO_ROOT, HyperFaceConfig, load_config
 from core.proposals import SS_MODES, finish_proposals, raw_selective_search
 from core.splits import held_out_names
+from core.config import DATA_ROOT  # noqa: E402
 
 log = logging.getLogger("benchmarks.proposals")
-DATA = REPO_ROOT.parent / "shared" / "data"
+DATA = DATA_ROOT
 COUNTS = (10, 20, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)
 WIDER_HELD_OUT = 150
 MERGE_SWEEP = (1.0, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8)

@@ -34,8 +34,9 @@ from benchmarks import results_io  # noqa: E402
 from benchmarks.report import write_report  # noqa: E402
 from benchmarks.score import score_detection_ap  # noqa: E402
 from core.config import HyperFaceConfig, load_config  # noqa: E402
+from core.config import DATA_ROOT  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_ROOT
 
 
 def variant_config(cfg: HyperFaceConfig, name: str) -> HyperFaceConfig:

@@ -18,8 +18,9 @@ from data_prep.readers.aflw import read_aflw
 from data_prep.readers.aflw2000 import read_aflw2000
 from data_prep.readers.aflw_crops import read_aflw_crops
 from test_data_prep_labels import make_aflw  # a tiny aflw.sqlite in AFLW's schema
+from core.config import DATA_ROOT  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = DATA_ROOT
 CROPS_CSV = DATA / "aflw_crops" / "annotations.csv"
 AFLW2000 = DATA / "aflw2000_sample"
 

@@ -12,9 +12,10 @@ import cv2
 import pytest
 
 from core.config import load_config
+from core.config import DATA_ROOT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-AFW = REPO.parent / "shared" / "data" / "afw_sample"
+AFW = DATA_ROOT / "afw_sample"
 MODEL = REPO / "models" / "hyperface"
 NAMES = ("1004109301", "1224897301", "1139324862")
 pytestmark = pytest.mark.skipif(not (AFW / f"{NAMES[0]}.jpg").is_file() or not MODEL.is_dir(),

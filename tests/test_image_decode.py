@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 
 from pipeline.images import read_image
+from core.config import DATA_ROOT  # noqa: E402
 
-PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "afw_sample" / "111076519.jpg"  # 2402 x 1824
+PHOTO = DATA_ROOT / "afw_sample" / "111076519.jpg"  # 2402 x 1824
 
 
 def test_large_photo_decoded_reduced_with_its_original_size(tmp_path):

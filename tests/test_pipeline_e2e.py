@@ -21,9 +21,10 @@ from pipeline.fixtures import make_model_dir
 from pipeline.geometry import mean_shape
 from pipeline.model_store import load_model, read_caffemodel, write_caffemodel
 from pipeline.net_shapes import infer_shapes, random_weights
+from core.config import DATA_ROOT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_ROOT
 AFW = DATA / "afw_sample"
 TINY = REPO / "tests" / "fixtures" / "tiny_hyperface" / "deploy.prototxt"
 SSD = REPO / "prototxt" / "fast_hyperface_ssd" / "deploy.prototxt"

@@ -11,9 +11,10 @@ from benchmarks.metrics.proposals import best_iou_at_counts, proposal_recall
 from core.config import REPO_ROOT, load_config
 from core.proposals import (aspect_slack, can_hold_face, canonical_order, finish_proposals, merge_near_duplicates,
                             raw_selective_search, selective_search)
+from core.config import DATA_ROOT  # noqa: E402
 
 CFG = load_config()
-DATA = REPO_ROOT.parent / "shared" / "data"
+DATA = DATA_ROOT
 PHOTO = DATA / "afw_sample" / "1224897301.jpg"
 needs_photo = pytest.mark.skipif(not PHOTO.is_file(), reason="shared data not here")
 

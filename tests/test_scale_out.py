@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from pipeline.index import INDEX_NAME, ResultIndex, index_record
+from core.config import DATA_ROOT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-AFW = REPO.parent / "shared" / "data" / "afw_sample"
+AFW = DATA_ROOT / "afw_sample"
 MODEL = REPO / "models" / "hyperface"
 N_PHOTOS = 6
 N_FRAMES = 4  # the video test's clip: frames made from the first 4 photos
