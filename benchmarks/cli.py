@@ -2,7 +2,8 @@
   python -m benchmarks <dataset> --data DIR --model DIR --out DIR [--proposals fast|quality|ssd]
                        [--post lnms|nms] [--irp N] [--limit N] [--config YAML]   run detection, then score
   python -m benchmarks score <dataset> --data DIR --results DIR [--results DIR ...] [--label NAME ...] --out DIR
-  python -m benchmarks ablation --data AFW_DIR --model DIR --out DIR
+  python -m benchmarks ablation [afw|wider-heldout] --data DIR --model DIR --out DIR [--proposals fast|quality|ssd]
+                       [--limit N] [--threshold T]   Section 5.5 ablation (default: AFW, fast and quality SS)
   python -m benchmarks threshold --model DIR --results DIR [--set wider-heldout]   choose + record the default threshold
   python -m benchmarks proposals [--out DIR] [--model DIR] [--limit N]   proposal recall (benchmarks/proposals.py)
   python -m benchmarks baselines [--set NAME[=DIR]] [--methods haar mtcnn] [--model DIR] [--out DIR]   MTCNN/Haar side by side (benchmarks/baselines.py)
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS + ("score", "ablation"))
-    p.add_argument("score_dataset", nargs="?", choices=DATASETS, help="with 'score': the dataset to score")
+    p.add_argument("score_dataset", nargs="?", choices=DATASETS,
+                   help="with 'score': the dataset to score; with 'ablation': the detection set (default afw)")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--model", help="model folder (for running detection)")
     p.add_argument("--out", required=True, help="output folder (results, PNGs, report.md)")
@@ -96,11 +98,12 @@ def _run(args) -> int:
     cfg = load_config(args.config)
     out = Path(args.out)
     if args.dataset == "ablation":
-        from benchmarks.ablation import run_ablation
+        from benchmarks.ablation import PROPOSALS, run_ablation
 
         if not args.model:
             raise BenchmarkDataError("--model", "ablation needs a model folder")
-        table = run_ablation(args.data, args.model, out, cfg)
+        modes = (args.proposals,) if args.proposals else PROPOSALS
+        table = run_ablation(args.data, args.model, out, cfg, args.score_dataset or "afw", modes, args.limit, args.threshold)
         for row, cols in table.items():
             print(row, " ".join(f"{k}={100 * v:.2f}" for k, v in cols.items()))
         return 0

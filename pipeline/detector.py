@@ -200,9 +200,12 @@ class HyperFace:
             else:
                 faces = nms_faces(regions, test)
             if post != "lnms" and tuple(test.box_style) != (0.0, 0.0, 1.0, 1.0) and faces:
-                styled = restyle_boxes(np.array([f.box for f in faces]), test.box_style)
-                for face, box in zip(faces, styled):
-                    face.box = box
+                # the style maps landmark-fitted (AFLW-crop) boxes; an SSD proposal already is a face box
+                boxes_found = np.array([f.box for f in faces], dtype=np.float64)
+                styled = restyle_boxes(boxes_found, test.box_style)
+                for face, box, is_ssd in zip(faces, styled, rows_in(boxes_found, self.last_ssd_boxes)):
+                    if not is_ssd:
+                        face.box = box
             results.append(faces)
             self.last_timings["post"] = self.last_timings.get("post", 0.0) + time.perf_counter() - t2
         self.last_timings["total"] = time.perf_counter() - t0
