@@ -58,7 +58,15 @@ def _heldout_detections(dataset: str, data_dir: Path, results_dir: Path, cfg, li
     return boxes, {k: results_io.boxes_scores(results[k]) if k in results else empty for k in boxes}
 
 
-def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg, limit: int | None = None) -> dict:
+def proposal_weights_sha1(model_dir: Path | str | None) -> str | None:
+    """weights_sha1 of a model folder's Fast-HyperFace proposal net (proposals/model.json), if it has one:
+    a threshold and box style are chosen with one proposal net and hold for that one."""
+    path = Path(model_dir) / "proposals" / "model.json" if model_dir else None
+    return json.loads(path.read_text()).get("weights_sha1") if path and path.is_file() else None
+
+
+def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg, limit: int | None = None,
+                     model_dir: Path | None = None) -> dict:
     boxes, dets = _heldout_detections(dataset, data_dir, results_dir, cfg, limit, 0)
     b = cfg.benchmark
     raw = face_eval_ap(dets, boxes, b.face_eval_min_gt_side, b.eval_iou)
@@ -69,7 +77,10 @@ def choose_threshold(dataset: str, data_dir: Path, results_dir: Path, cfg, limit
     settings_path = Path(results_dir) / "run_settings.json"
     run = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
     return {"detection_threshold": round(thr, 4), "box_style": [round(float(v), 4) for v in style],
-            "chosen_on": dataset, "proposals": run.get("proposals"), "images": len(boxes), "faces": r.n_positives,
+            "chosen_on": dataset, "proposals": run.get("proposals"),
+            **({"proposal_weights_sha1": proposal_weights_sha1(run.get("model") or model_dir)}
+               if "ssd" in str(run.get("proposals")) else {}),
+            "images": len(boxes), "faces": r.n_positives,
             "AP_raw": round(raw.ap, 4), "AP_styled": round(r.ap, 4),
             "f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
             "results_min_score": round(float(min(r.scores)) if len(r.scores) else float("nan"), 4)}
@@ -122,7 +133,7 @@ def main(argv=None) -> int:
                                    float(meta["detection_threshold"]), args.limit, args.skip)
             print(" ".join(f"{k}={v}" for k, v in checked.items()))
             return 0
-        chosen = choose_threshold(args.set, args.data, args.results, load_config(args.config), args.limit)
+        chosen = choose_threshold(args.set, args.data, args.results, load_config(args.config), args.limit, args.model)
         record_in_model(args.model, detection_threshold=chosen["detection_threshold"], box_style=chosen["box_style"],
                         detection_threshold_chosen=chosen)
     except HyperFaceError as err:

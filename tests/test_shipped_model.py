@@ -68,6 +68,9 @@ def test_model_directory_is_small_and_described(model_dir):
     # the default threshold was chosen on held-out photos, not left at the config's 0.5
     assert 0.0 < doc["detection_threshold"] < 1.0
     assert doc["detection_threshold_chosen"]["chosen_on"] == "wider-heldout"
+    # ... with the proposal net shipped beside it (a new proposals/ needs `make calibrate-threshold` again)
+    proposals = json.loads((model_dir / "proposals" / "model.json").read_text())
+    assert doc["detection_threshold_chosen"]["proposal_weights_sha1"] == proposals["weights_sha1"]
 
 
 def test_held_out_aflw_landmarks_and_yaw(backend, shared_data):

@@ -36,6 +36,9 @@ def test_threshold_is_chosen_by_f1_and_used_by_the_pipeline(tmp_path):
     doc = json.loads((model / "model.json").read_text())
     assert doc["detection_threshold"] == 0.9
     assert doc["detection_threshold_chosen"]["proposals"] == "ssd"  # the proposals of the run it was chosen on
+    # ... and which proposal net: a choice made with another net does not hold for this one
+    proposal_doc = json.loads((model / "proposals" / "model.json").read_text())
+    assert doc["detection_threshold_chosen"]["proposal_weights_sha1"] == proposal_doc["weights_sha1"]
     assert doc["box_style"] == [0.0, 0.0, 1.0, 1.0]   # the one TP is the face box itself: no restyling
     assert doc["detection_threshold_chosen"]["faces"] == n_faces
     assert doc["detection_threshold_chosen"]["recall"] == pytest.approx(round(1 / n_faces, 4))
