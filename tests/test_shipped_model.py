@@ -112,8 +112,8 @@ def test_held_out_photos_faces_found_and_few_false_positives(detector, shared_da
 
 def test_afw_sample_default_path_finds_most_faces_with_few_false_positives(model_dir, shared_data):
     """The default path on the 10 full-size afw_sample photos, face-eval rules: measured 14 of the 16
-    faces with 3 false positives, the sixth proposal net at its threshold 0.922 (README; the third net
-    gave 14 with 1; landmark boxes without the SSD box fused in: 8 with 7)."""
+    faces with 2 false positives, the seventh proposal net at its threshold 0.916 (README; the sixth
+    gave 14 with 3, the third 14 with 1; landmark boxes without the SSD box fused in: 8 with 7)."""
     from benchmarks.datasets.afw import load_afw
     from benchmarks.metrics.detection import face_eval_ap
     from pipeline import HyperFace
@@ -153,7 +153,9 @@ def test_proposal_net_is_small_and_described(proposal_model):
     assert doc["weights"] == "weights_fp16.npz"
     assert (proposal_model.model_dir / "weights_fp16.npz").stat().st_size < 5 * 2**20
     meta = doc["meta"]
-    assert meta["iterations"] >= 1000 and "recomputed" in meta["batchnorm"]
+    # a trained net, not a smoke run: its pieces together (a fine-tuning piece may be short)
+    assert meta["iterations"] + sum(piece["iterations"] for piece in meta.get("earlier_pieces", [])) >= 10000
+    assert "recomputed" in meta["batchnorm"]
     assert meta["trained_on"]["wider"]["split"] == "train-fit"  # the held-out photos were not trained on
 
 
