@@ -9,7 +9,9 @@
 # (or copy it to <model_dir>/proposals/). Rerunning resumes the LMDB build and the newest solverstate.
 SSD_OUT ?= $(ROOT)/runs/train_ssd
 SSD_MIX ?= wider=1239:train-fit,helen=870
-# The shipped proposal net: these settings, stopped (SIGTERM, snapshot) at iteration 4,874 and exported.
+# The shipped proposal net's first piece: these settings, stopped (SIGTERM, snapshot) at iteration 4,874;
+# later pieces fine-tuned it (python -m training stage --init ..., lr 0.001 / 0.0005 poly; README "Training",
+# models/hyperface/proposals/model.json).
 SSD_ITERS ?= 5500
 SSD_BATCH ?= 16
 # Without BatchNorm the solver's base_lr 0.001 diverged from random init on raw-pixel input (NaN within
