@@ -131,7 +131,9 @@ def test_train_export_and_propose_end_to_end(tmp_path, cfg, caffe, monkeypatch):
     assert f'source: "{lmdb_dir / SSD_DB}"' in train_val and "batch_size: 2" in train_val
     assert train_val.count('type: "BatchNorm"') == 13 and train_val.count('type: "Scale"') == 13
     assert (run_dir / "snapshots" / "fast_hyperface_ssd_iter_2.solverstate").is_file()
-    assert training_main(args + ["--iters", "3"]) == 0  # resumes from iteration 2
+    assert training_main(args + ["--iters", "3", "--seed", "7"]) == 0  # resumes from iteration 2, its own seed
+    assert "random_seed: 7" in (run_dir / "solver.prototxt").read_text()
+    assert [r["seed"] for r in json.loads((run_dir / "stage.json").read_text())["runs"]] == [0, 7]
     with (run_dir / "losses.csv").open() as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == ["iter", "mbox_loss"] and [int(r[0]) for r in rows[1:]] == [1, 2, 3]

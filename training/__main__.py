@@ -48,6 +48,9 @@ def main(argv=None) -> int:
                        help="BatchNorm + Scale after every base convolution (folded at export)")
     stage.add_argument("--lr-policy", default=None, help="override the solver's lr_policy (e.g. poly)")
     stage.add_argument("--power", type=float, default=None, help="power of the poly lr_policy")
+    stage.add_argument("--seed", type=int, default=0,
+                       help="Caffe's random seed (augmentation draws); give a fine-tuning piece its own, "
+                            "or it replays the random crops of the piece it starts from")
 
     export_ssd = sub.add_parser("export-ssd", help="SSD stage folder -> Fast-HyperFace proposal model folder")
     export_ssd.add_argument("--stage", type=Path, required=True, help="run folder of `stage fast_hyperface_ssd`")
@@ -147,7 +150,8 @@ def main(argv=None) -> int:
             run_stage(StageSpec(args.model, args.lmdb, args.out, args.iters, args.batch, args.lr,
                                 args.snapshot_every, args.init,
                                 tuple(args.init_layers) if args.init_layers else None,
-                                lr_policy=args.lr_policy, lr_power=args.power, batchnorm=args.batchnorm))
+                                lr_policy=args.lr_policy, lr_power=args.power, batchnorm=args.batchnorm,
+                                seed=args.seed))
     except HyperFaceError as err:  # TrainingError, SurgeryError, data_prep and model errors: one line
         print(f"error: {err}", file=sys.stderr)
         return 2
