@@ -2,7 +2,7 @@
 #   make lmdb-ssd              whole images + face boxes -> $(SSD_OUT)/lmdb/ssd_lmdb (AnnotatedDatum)
 #   make train-fast-hyperface  lmdb-ssd -> `python -m training stage fast_hyperface_ssd` -> model directory
 #        [SSD_OUT=runs/train_ssd] [SSD_MIX=wider=1239:train-fit,helen=870] [SSD_ITERS=5500] [SSD_BATCH=16]
-#        [SSD_LR=0.01] [SSD_EXPORT=$(SSD_OUT)/model] [DATA=../shared/data]
+#        [SSD_LR=0.01] [SSD_SEED=0] [SSD_EXPORT=$(SSD_OUT)/model] [DATA=../shared/data]
 #   make export-ssd            the stage's final weights (or newest snapshot) -> $(SSD_EXPORT), BatchNorm folded
 #        [SSD_PREVIOUS=models/hyperface/proposals]  the model the stage started from: its record is kept
 # The exported folder is what `HyperFace(model_dir, proposals="ssd", ssd_model_dir=$(SSD_EXPORT))` loads
@@ -19,6 +19,8 @@ SSD_BATCH ?= 16
 # folded at export) SSD_LR trains from scratch.
 SSD_LR ?= 0.01
 SSD_SNAPSHOT_EVERY ?= 250
+# Caffe's random seed (the AnnotatedData sampler's crops); a fine-tuning piece takes its own
+SSD_SEED ?= 0
 SSD_EXPORT ?= $(SSD_OUT)/model
 
 .PHONY: lmdb-ssd train-fast-hyperface export-ssd test-ssd
@@ -29,7 +31,7 @@ lmdb-ssd: setup
 train-fast-hyperface: lmdb-ssd
 	$(PY) -m training stage fast_hyperface_ssd --lmdb $(SSD_OUT)/lmdb --out $(SSD_OUT)/stage --batchnorm \
 	  --iters $(SSD_ITERS) --batch $(SSD_BATCH) --lr $(SSD_LR) --lr-policy poly --power 1 \
-	  --snapshot-every $(SSD_SNAPSHOT_EVERY)
+	  --snapshot-every $(SSD_SNAPSHOT_EVERY) --seed $(SSD_SEED)
 	$(MAKE) export-ssd
 
 export-ssd: setup
