@@ -39,15 +39,13 @@ def run_ablation(data_dir: str | Path, model_dir: str | Path, out_dir: str | Pat
     for proposals in proposal_modes:
         cells = {name: (kwargs, out_dir / f"{proposals}_{kwargs['post']}_irp{kwargs['irp_iterations']}")
                  for name, kwargs in variants(cfg).items()}
+        detector = make_detector(model_dir, proposals=proposals, config=cfg, detection_threshold=detection_threshold)
         for _, rdir in cells.values():  # a resume with other settings must not mix two runs in one folder
             check_run_settings(rdir, {"model": str(Path(model_dir).resolve()), "proposals": proposals,
-                                      "detection_threshold": detection_threshold})
-        detector = None
+                                      "detection_threshold": detection_threshold}, detector)
         for image_id, path in images:
             if all(results_io.json_path(rdir, image_id).is_file() for _, rdir in cells.values()):
                 continue  # resumable: this image is done for every variant
-            detector = detector or make_detector(model_dir, proposals=proposals, config=cfg,
-                                                 detection_threshold=detection_threshold)
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise BenchmarkDataError(path, "cannot read the image (missing or not an image)")

@@ -53,16 +53,28 @@ def _parser() -> argparse.ArgumentParser:
 RUN_SETTINGS = "run_settings.json"
 
 
-def check_run_settings(results_dir: Path, settings: dict) -> None:
+def check_run_settings(results_dir: Path, settings: dict, detector=None) -> None:
     """Record the settings a results folder is made with; a resume with other settings would mix two
-    runs' results in one folder, so it stops with one line instead."""
+    runs' results in one folder, so it stops with one line instead. With `detector`, the settings also
+    hold what the pipeline's own folder runs record (pipeline.run_state.run_settings: SHA-1 of the
+    weights and of the proposal net's, the model's threshold and box style, the config sections
+    detection reads), so new weights, a recalibrated model or a changed default is caught too."""
     import json
+
+    from pipeline.run_state import run_settings, settings_difference
+    if detector is not None:
+        settings = {**settings, "pipeline": run_settings(detector)}
     path = Path(results_dir) / RUN_SETTINGS
     if path.is_file():
         before = json.loads(path.read_text())
-        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if "pipeline" in settings and "pipeline" not in before:
+            raise BenchmarkDataError(path, "these results were made before results folders recorded the pipeline's "
+                                           "settings (weights, threshold, box style, config); use another --out or "
+                                           "delete the folder")
+        changed = settings_difference(before, settings)
         if changed:
-            raise BenchmarkDataError(path, f"these results were made with other settings ({', '.join(changed)}); "
+            shown = "; ".join(changed[:4]) + (f"; {len(changed) - 4} more" if len(changed) > 4 else "")
+            raise BenchmarkDataError(path, f"these results were made with other settings ({shown}); "
                                            "use another --out or delete the folder")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,15 +134,16 @@ def _run(args) -> int:
         from pipeline.detector import resolve_proposals
         args.proposals = resolve_proposals(args.proposals, cfg, args.model)  # the settings record the mode used
         rdir = out / "results"
-        check_run_settings(rdir, {"model": str(Path(args.model).resolve()), "proposals": args.proposals, "post": args.post,
-                                  "irp_iterations": irp, "detection_threshold": args.threshold, "box_style": args.box_style,
-                                  "config": args.config})
         # raw: the landmark-fitted boxes alone (no SSD box fused in), what a box style is calibrated from
         det_cfg = (dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, ssd_box_weight=0.0))
                    if args.box_style == "raw" else cfg)
-        run_detection(images, make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp,
-                                            config=det_cfg, detection_threshold=args.threshold,
-                                            box_style=(0.0, 0.0, 1.0, 1.0) if args.box_style == "raw" else None), rdir)
+        detector = make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp,
+                                 config=det_cfg, detection_threshold=args.threshold,
+                                 box_style=(0.0, 0.0, 1.0, 1.0) if args.box_style == "raw" else None)
+        check_run_settings(rdir, {"model": str(Path(args.model).resolve()), "proposals": args.proposals, "post": args.post,
+                                  "irp_iterations": irp, "detection_threshold": args.threshold, "box_style": args.box_style,
+                                  "config": args.config}, detector)
+        run_detection(images, detector, rdir)
         settings = {"model": args.model, "proposals": args.proposals, "post": args.post, "irp_iterations": irp,
                     "detection_threshold": args.threshold if args.threshold is not None else "model default",
                     "box_style": args.box_style,

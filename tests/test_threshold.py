@@ -83,7 +83,7 @@ def test_results_folder_refuses_a_resume_with_other_settings(tmp_path):
     settings = {"model": "m", "box_style": "raw", "detection_threshold": 0.3}
     check_run_settings(tmp_path, settings)
     check_run_settings(tmp_path, dict(settings))                        # same settings: a resume
-    with pytest.raises(BenchmarkDataError, match=r"other settings \(box_style, detection_threshold\)"):
+    with pytest.raises(BenchmarkDataError, match=r"other settings \(box_style: raw -> model; detection_threshold: 0.3 -> 0.5\)"):
         check_run_settings(tmp_path, {"model": "m", "box_style": "model", "detection_threshold": 0.5})
 
 
@@ -95,3 +95,33 @@ def test_caller_box_style_replaces_the_models():
     assert HyperFace(model, box_style=(0.0, 0.0, 1.0, 1.0)).cfg.test.box_style == (0.0, 0.0, 1.0, 1.0)
     with pytest.raises(ModelError, match="box_style must be"):
         HyperFace(model, box_style=(0.0, 0.0, -1.0, 1.0))
+
+
+def test_a_results_folder_refuses_a_resume_after_recalibration_or_a_new_default(tmp_path):
+    """Results made before `make calibrate-threshold` rewrote model.json, or before a default of the
+    test procedure changed, would be resumed as if current: the folder records the pipeline's own
+    settings, and such a resume stops with one line naming what changed."""
+    import dataclasses
+
+    from benchmarks.cli import check_run_settings
+    from benchmarks.errors import BenchmarkDataError
+    from pipeline import HyperFace
+
+    model = tmp_path / "model"
+    shutil.copytree(REPO_ROOT / "models" / "hyperface", model)
+    results, base = tmp_path / "results", {"model": str(model), "box_style": "model", "detection_threshold": 0.3}
+    check_run_settings(tmp_path / "older", base)   # a folder made before the pipeline's settings were recorded
+    with pytest.raises(BenchmarkDataError, match="made before results folders recorded the pipeline's settings"):
+        check_run_settings(tmp_path / "older", base, HyperFace(model, detection_threshold=0.3))
+    check_run_settings(results, base, HyperFace(model, detection_threshold=0.3))
+    check_run_settings(results, base, HyperFace(model, detection_threshold=0.3))  # same settings: resumes
+    cfg = load_config()
+    changed_default = dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, lnms_suppress_output=False))
+    with pytest.raises(BenchmarkDataError, match=r"other settings \(pipeline\.config\.test\.lnms_suppress_output: "
+                                                 r"True -> False\)"):
+        check_run_settings(results, base, HyperFace(model, config=changed_default, detection_threshold=0.3))
+    meta = json.loads((model / "model.json").read_text())
+    meta["box_style"] = [0.0, -0.1, 0.6, 0.85]
+    (model / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BenchmarkDataError, match=r"pipeline\.config\.test\.box_style: \[.*\] -> \[0\.0, -0\.1, 0\.6, 0\.85\]"):
+        check_run_settings(results, base, HyperFace(model, detection_threshold=0.3))
