@@ -116,6 +116,9 @@ class TestConfig:
                                        # keeps: one seed per face instead of every region above threshold
     lnms_iou: float = 0.5              # NMS overlap in Landmark-based NMS (Algorithm 2)
     lnms_top_k: int = 5                # k of Algorithm 2
+    lnms_suppress_output: bool = True  # after L-NMS, drop a face whose output box overlaps a better face's by
+                                       # IoU > lnms_iou: the box style and the SSD box fusion move boxes, so
+                                       # two clusters can end up on one face (README); False: Algorithm 2 as is
     nms_iou: float = 0.3               # plain NMS of the R-CNN Face baseline
     batch_size: int = 32
     proposals: str = "ssd"             # default proposals of the CLI, API, demo and benchmarks: "fast"/"quality"

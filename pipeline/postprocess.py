@@ -146,7 +146,8 @@ def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None
     from_ssd: (n,) bool, the regions whose box is a Fast-HyperFace proposal (the SSD's regressed face
     box, already in a face detector's style). Where a cluster holds such regions and
     test.ssd_box_weight > 0, the face's box is ssd_box_weight x the median of the top-k of those boxes
-    + the rest x the styled landmark-fitted box."""
+    + the rest x the styled landmark-fitted box. With test.lnms_suppress_output, a face whose final box
+    overlaps a better-scoring face's final box by IoU > lnms_iou is dropped."""
     if len(regions) == 0:
         return []
     boxes = landmark_boxes(regions, test)
@@ -176,6 +177,11 @@ def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None
             box = weight * np.median(regions.boxes[ssd], axis=0) + (1 - weight) * box
         faces.append(_face(box, regions.scores[i], lms, vis, np.median(regions.pose_deg[top], axis=0),
                            np.median(regions.gender_prob_male[top]), test))
+    if test.lnms_suppress_output and len(faces) > 1:
+        # Algorithm 2's guarantee (no two faces overlap by more than lnms_iou) for the boxes given out,
+        # which the box style and the SSD box fusion moved away from the boxes the NMS above saw
+        kept = nms(np.array([f.box for f in faces]), np.array([f.score for f in faces]), test.lnms_iou)
+        faces = [faces[k] for k in kept]
     return faces
 
 

@@ -163,6 +163,23 @@ def test_landmark_nms_fuses_the_ssd_boxes_of_its_cluster():
         np.testing.assert_allclose(none[0].box, [5, 0, 105, 100], atol=1e-9)
 
 
+def test_landmark_nms_drops_a_face_whose_output_box_lands_on_a_better_face():
+    # A and B: landmark boxes 60 px apart (IoU 40/160 = 0.25 < lnms_iou 0.5), so Algorithm 2 keeps both;
+    # their SSD boxes are the same face box, and with ssd_box_weight 0.5 the output boxes are
+    # [20, 0, 120, 100] and [50, 0, 150, 100]: IoU 70/130 = 0.54 > 0.5, one face, the better one
+    r = Regions.concat([region([0, 0, 100, 100], 0.9), region([60, 0, 160, 100], 0.8)])
+    r.boxes[:] = [40, 0, 140, 100]
+    from_ssd = np.array([True, True])
+    faces = landmark_nms(r, TEST, from_ssd)
+    assert [f.score for f in faces] == [0.9]
+    np.testing.assert_allclose(faces[0].box, [20, 0, 120, 100], atol=1e-9)
+    both = landmark_nms(r, dataclasses.replace(TEST, lnms_suppress_output=False), from_ssd)
+    assert [f.score for f in both] == [0.9, 0.8]
+    np.testing.assert_allclose(both[1].box, [50, 0, 150, 100], atol=1e-9)
+    # output boxes that overlap by no more than lnms_iou (IoU 0.54 <= 0.6) all stay
+    assert len(landmark_nms(r, dataclasses.replace(TEST, lnms_iou=0.6), from_ssd)) == 2
+
+
 def test_rows_in_finds_the_proposals_among_regions():
     from pipeline.detector import rows_in
 
@@ -174,8 +191,11 @@ def test_rows_in_finds_the_proposals_among_regions():
 
 def test_landmark_nms_suppression_threshold():
     # IoU of A and C is 90/110 = 0.818: a threshold above it keeps C as its own face.
-    faces = landmark_nms(lnms_case(), dataclasses.replace(TEST, lnms_iou=0.85))
+    faces = landmark_nms(lnms_case(), dataclasses.replace(TEST, lnms_iou=0.85, lnms_suppress_output=False))
     assert [f.score for f in faces] == [0.9, 0.7, 0.6]
+    np.testing.assert_allclose(faces[1].box, [7.5, 0, 107.5, 100], atol=1e-9)  # median of C and B
+    # ... but C's output box overlaps A's ([2.5, 0, 102.5, 100], median of A and B) by IoU 0.905 > 0.85
+    assert [f.score for f in landmark_nms(lnms_case(), dataclasses.replace(TEST, lnms_iou=0.85))] == [0.9, 0.6]
 
 
 def test_nms_and_box_regression_baseline():
