@@ -109,6 +109,9 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> Path
                                    "apt-get install opencv-data)")
 
 
+MTCNN_THRESHOLDS = (0.6, 0.6, 0.5)   # P-, R-, O-Net: MTCNN's own (Zhang et al. 2016)
+
+
 class MtcnnDetector:
     """MTCNN of PyPI `faceie` (pure numpy; the facenet-pytorch weights it ships). Stage thresholds
     0.6/0.6/0.5, no rotation, pyramid factor sqrt(2) (faceie's), smallest face `min_face` px (the
@@ -116,7 +119,7 @@ class MtcnnDetector:
 
     name = "mtcnn"
 
-    def __init__(self, thresholds: Sequence[float] = (0.6, 0.6, 0.5), min_face: float = 20.0):
+    def __init__(self, thresholds: Sequence[float] = MTCNN_THRESHOLDS, min_face: float = 20.0):
         try:
             import faceie
             from faceie.mtcnn import detect_faces
@@ -126,6 +129,10 @@ class MtcnnDetector:
         self._detect_faces = detect_faces
         self.version = getattr(faceie, "__version__", None) or _dist_version("faceie")
         self.thresholds = tuple(float(t) for t in thresholds)
+        if len(self.thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in self.thresholds):
+            raise BenchmarkDataError("mtcnn", f"stage thresholds must be three numbers in [0, 1], got {thresholds}")
+        if self.thresholds != MTCNN_THRESHOLDS:  # its own results folder, next to the default's
+            self.name = "mtcnn_" + "_".join(f"{t:g}" for t in self.thresholds)
         self.min_face = float(min_face)
 
     @property
@@ -326,7 +333,8 @@ def score_set(dataset: str, data_dir: str | Path, rdirs: Mapping[str, Path], out
 
 def run(sets: Mapping[str, str | Path], methods: Sequence[str], out: str | Path, cfg: HyperFaceConfig,
         model: str | Path | None = None, limit: int | None = None, mtcnn_min_face: float = 20.0,
-        proposals: str | None = None, post: str = "lnms", irp: int | None = None) -> dict[str, dict[str, dict]]:
+        proposals: str | None = None, post: str = "lnms", irp: int | None = None,
+        mtcnn_thresholds: Sequence[float] = None) -> dict[str, dict[str, dict]]:
     """Run and score `methods` (+ HyperFace when `model` is given) on each set -> dataset -> method -> row."""
     from benchmarks.report import write_report
     from benchmarks.score import load_ground_truth
@@ -337,7 +345,7 @@ def run(sets: Mapping[str, str | Path], methods: Sequence[str], out: str | Path,
         if name == "haar":
             dets.append(HaarDetector())
         elif name == "mtcnn":
-            dets.append(MtcnnDetector(min_face=mtcnn_min_face))
+            dets.append(MtcnnDetector(mtcnn_thresholds or MTCNN_THRESHOLDS, min_face=mtcnn_min_face))
         else:
             raise BenchmarkDataError(name, f"unknown baseline (known: {', '.join(BASELINES)})")
     if model is not None:
@@ -381,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --model (default: the config's test.proposals)")
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"), help="with --model")
     p.add_argument("--irp", type=int, default=None, help="with --model: IRP iterations (default config)")
+    p.add_argument("--mtcnn-thresholds", type=float, nargs=3, default=list(MTCNN_THRESHOLDS), metavar=("P", "R", "O"),
+                   help="MTCNN's stage thresholds (default 0.6 0.6 0.5, MTCNN's; O = 0.05: its curve down to the "
+                        "floor HyperFace's AP is reported at); other values get their own results folder")
     p.add_argument("--mtcnn-min-face", type=float, default=20.0, help="MTCNN's smallest face in px (20 as in MTCNN; faceie's default 48)")
     p.add_argument("--out", default=str(REPO_ROOT / "runs" / "bench" / "baselines"))
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
@@ -389,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         table = run(_parse_sets(args.set), args.methods, args.out, load_config(args.config), args.model, args.limit,
-                    args.mtcnn_min_face, args.proposals, args.post, args.irp)
+                    args.mtcnn_min_face, args.proposals, args.post, args.irp, args.mtcnn_thresholds)
     except HyperFaceError as err:
         log.error("%s", err)
         return 2

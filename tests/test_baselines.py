@@ -93,3 +93,19 @@ def test_mtcnn_adapter_on_one_photo():
     np.testing.assert_array_equal(boxes, d.bounding_boxes + [0, 0, 1, 1])   # inclusive x2, y2 -> x + w
     np.testing.assert_array_equal(scores, d.probabilities.astype(np.float64))
     assert np.isnan(faces[0].landmarks).all()
+
+
+def test_mtcnn_other_thresholds_get_their_own_folder_and_a_longer_curve():
+    pytest.importorskip("faceie", reason="MTCNN baseline is the optional extra: pip install -r requirements-baselines.txt")
+    _, images = load_ground_truth("wider-heldout", WIDER, load_config(None), 3)
+    default, low = baselines.MtcnnDetector(), baselines.MtcnnDetector((0.6, 0.6, 0.05))
+    assert (default.name, low.name) == ("mtcnn", "mtcnn_0.6_0.6_0.05")
+    for _, path in images:
+        img = cv2.imread(str(path))
+        high_scores = sorted(f.score for f in default.detect(img))
+        low_scores = sorted(f.score for f in low.detect(img))
+        # the same faces above 0.5, and only the O-Net threshold moved: nothing else changes
+        assert [s for s in low_scores if s >= 0.5] == high_scores
+        assert min(low_scores, default=1.0) >= 0.05
+    with pytest.raises(BenchmarkDataError, match="three numbers"):
+        baselines.MtcnnDetector((0.6, 0.6))
