@@ -20,6 +20,9 @@ class Face:
     visible: np.ndarray = field(default_factory=lambda: np.zeros(NUM_POINTS, dtype=bool))  # score >= threshold
     pose_deg: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))  # roll, pitch, yaw
     gender_prob_male: float = float("nan")
+    # the region (proposal or IRP box, image pixels) whose net score `score` is: the best of its L-NMS
+    # cluster, or the NMS-kept region; what test.flip_rescore scores again mirrored. Not in the JSON.
+    region: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def gender(self) -> str:

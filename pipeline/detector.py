@@ -206,6 +206,8 @@ class HyperFace:
                 for face, box, is_ssd in zip(faces, styled, rows_in(boxes_found, self.last_ssd_boxes)):
                     if not is_ssd:
                         face.box = box
+            if test.flip_rescore:
+                faces = self.flip_rescore(image, faces)
             results.append(faces)
             self.last_timings["post"] = self.last_timings.get("post", 0.0) + time.perf_counter() - t2
         self.last_timings["total"] = time.perf_counter() - t0
@@ -214,6 +216,29 @@ class HyperFace:
         self.last_regions = Regions.concat(list(memo.values())) if memo else Regions.empty()
         self.last_evaluated_boxes = self.last_regions.boxes
         return results
+
+    def flip_rescore(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """test.flip_rescore: each face's score becomes the mean of its score and the net's score of its
+        region (Face.region) in the left-right mirrored image, i.e. of the mirrored crop; faces under the
+        detection threshold afterwards are dropped, the rest come out best first (stable). Faces without
+        a region keep their score."""
+        rescored = [f for f in faces if f.region is not None]
+        if not rescored:
+            return faces
+        mirrored = np.ascontiguousarray(image[:, ::-1])
+        boxes = mirror_boxes(np.array([f.region for f in rescored]), image.shape[1])
+        for face, score in zip(rescored, self.evaluate(mirrored, boxes).scores):
+            face.score = (face.score + float(score)) / 2
+        kept = [f for f in faces if f.score >= self.cfg.test.detection_threshold]
+        return sorted(kept, key=lambda f: -f.score)
+
+
+def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes (n, 4) of a width-pixel-wide image, mirrored left-right: x1, x2 -> width - x2, width - x1
+    (pixel column i becomes width - 1 - i, so the crop of a mirrored box is the mirrored crop)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    b[:, [0, 2]] = width - b[:, [2, 0]]
+    return b
 
 
 def rows_in(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:

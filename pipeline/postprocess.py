@@ -129,11 +129,12 @@ def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray
     return final.select(final.scores >= test.detection_threshold)
 
 
-def _face(box, score, landmarks, visibility, pose, gender, test: TestConfig) -> Face:
+def _face(box, score, landmarks, visibility, pose, gender, test: TestConfig, region=None) -> Face:
     return Face(box=np.asarray(box, dtype=np.float64), score=float(score),
                 landmarks=np.asarray(landmarks, dtype=np.float64), visibility=np.asarray(visibility, dtype=np.float64),
                 visible=visible_mask(np.asarray(visibility), test), pose_deg=np.asarray(pose, dtype=np.float64),
-                gender_prob_male=float(gender))
+                gender_prob_male=float(gender),
+                region=None if region is None else np.asarray(region, dtype=np.float64).copy())
 
 
 def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None = None) -> list[Face]:
@@ -176,7 +177,7 @@ def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None
             ssd = ssd[np.argsort(-regions.scores[ssd], kind="stable")[:test.lnms_top_k]]
             box = weight * np.median(regions.boxes[ssd], axis=0) + (1 - weight) * box
         faces.append(_face(box, regions.scores[i], lms, vis, np.median(regions.pose_deg[top], axis=0),
-                           np.median(regions.gender_prob_male[top]), test))
+                           np.median(regions.gender_prob_male[top]), test, regions.boxes[i]))
     if test.lnms_suppress_output and len(faces) > 1:
         # Algorithm 2's guarantee (no two faces overlap by more than lnms_iou) for the boxes given out,
         # which the box style and the SSD box fusion moved away from the boxes the NMS above saw
@@ -194,7 +195,7 @@ def nms_faces(regions: Regions, test: TestConfig, regress: bool = True) -> list[
         boxes = apply_bbox_deltas(boxes, regions.bbox_deltas)
     keep = nms(boxes, regions.scores, test.nms_iou)
     return [_face(boxes[i], regions.scores[i], regions.landmarks[i], regions.visibility[i], regions.pose_deg[i],
-                  regions.gender_prob_male[i], test) for i in keep]
+                  regions.gender_prob_male[i], test, regions.boxes[i]) for i in keep]
 
 
 def restyle_boxes(boxes: np.ndarray, style) -> np.ndarray:
