@@ -39,7 +39,7 @@ def detectors(repo_root):
             HyperFace(model, config=flip, detection_threshold=THRESHOLD))
 
 
-@pytest.mark.parametrize("name", ["astronaut", "cameraman", "chelsea"])
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])  # a face, and no face
 def test_flip_rescore_is_the_mean_with_the_mirrored_region(detectors, repo_root, name):
     plain, flip = detectors
     image = cv2.imread(str(repo_root / "examples" / "images" / f"{name}.jpg"))
@@ -52,7 +52,7 @@ def test_flip_rescore_is_the_mean_with_the_mirrored_region(detectors, repo_root,
     mirrored_scores = np.asarray(plain.backend.forward(batch)["detection_prob"])[:, 1]
     expected = [((f.score + s) / 2, f.region.tolist()) for f, s in zip(before, mirrored_scores)]
     expected = sorted([e for e in expected if e[0] >= THRESHOLD], key=lambda e: -e[0])
-    assert len(after) == len(expected) == {"astronaut": 2, "cameraman": 2, "chelsea": 0}[name]
+    assert len(after) == len(expected) == {"astronaut": 2, "chelsea": 0}[name]
     for face, (score, region) in zip(after, expected):
         assert face.score == pytest.approx(score, abs=1e-6)
         assert face.region.tolist() == region
