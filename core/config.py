@@ -142,6 +142,10 @@ class TestConfig:
                                        # own 512 warp. First net, 160 held-out photos, recall at 200 boxes: () 43.8 %,
                                        # (1024,) 63.2 %, (1536,) 70.2 %, (2048,) 71.6 %, (1024, 2048) 80.9 % (quota);
                                        # the 512 canvas finds faces larger than the largest prior at 1024
+    ssd_flip_proposals: bool = True    # Fast-HyperFace: also run the SSD on the mirrored photo and take both
+                                       # ranked lists in turn (near-duplicates at IoU > ssd_flip_merge_iou
+                                       # dropped, ssd_max_proposals in all; README)
+    ssd_flip_merge_iou: float = 0.7
     ssd_merge: str = "score"           # Fast-HyperFace: "score": the best ssd_max_proposals boxes of all scales by
                                        # score; "quota": ssd_max_proposals / len(ssd_scales) from each (README)
     ssd_box_weight: float = 0.5        # Fast-HyperFace, L-NMS: a face's box is this much the median of its
@@ -272,7 +276,7 @@ def _scalar(default, value, where: str):
 # batch sizes are >= 1; every other number of these sections is >= 0.
 _UNIT_INTERVAL = {"iou.detection_positive", "iou.detection_negative", "iou.landmarks_min", "iou.pose_gender_min",
                   "test.detection_threshold", "test.visibility_threshold", "test.lnms_iou", "test.nms_iou",
-                  "test.ssd_threshold", "test.ssd_nms_iou", "test.ssd_box_weight", "benchmark.eval_iou"}
+                  "test.ssd_threshold", "test.ssd_nms_iou", "test.ssd_box_weight", "test.ssd_flip_merge_iou", "benchmark.eval_iou"}
 _AT_LEAST_ONE = {"input.size", "test.batch_size", "test.lnms_top_k", "test.ssd_max_proposals", "test.ssd_pre_nms_top_k", "test.max_image_side",
                  "selective_search.max_side", "selective_search.max_proposals",
                  "selective_search.max_proposals_quality", "benchmark.fddb_fp_at"}

@@ -12,6 +12,7 @@ import numpy as np
 from core import net_io
 from core.config import HyperFaceConfig, load_config
 from core.face import Face
+from core.geometry import box_iou
 from pipeline.backends import DEFAULT_BACKEND, input_shape, make_backend
 from pipeline.errors import ModelError
 from pipeline.geometry import make_batch
@@ -122,12 +123,22 @@ class HyperFace:
         """Proposal boxes (n, 4) for a uint8 BGR image."""
         self.last_ssd_boxes = np.zeros((0, 4))
         if self.proposals == "ssd":
-            self.last_ssd_boxes = self.ssd(image)
+            self.last_ssd_boxes = self.ssd_boxes(image)
             return self.last_ssd_boxes
         if self.proposals == "fast+ssd":
-            self.last_ssd_boxes = self.ssd(image)
+            self.last_ssd_boxes = self.ssd_boxes(image)
             return np.concatenate([self.last_ssd_boxes, selective_search(image, self.cfg.selective_search, "fast")])
         return selective_search(image, self.cfg.selective_search, self.proposals)
+
+    def ssd_boxes(self, image: np.ndarray) -> np.ndarray:
+        """The Fast-HyperFace proposals; with test.ssd_flip_proposals also those of the mirrored photo,
+        mirrored back and merged in rank order (interleave_unique)."""
+        boxes = self.ssd(image)
+        test = self.cfg.test
+        if not test.ssd_flip_proposals:
+            return boxes
+        mirrored = mirror_boxes(self.ssd(np.ascontiguousarray(image[:, ::-1])), image.shape[1])
+        return interleave_unique(boxes, mirrored, test.ssd_flip_merge_iou, test.ssd_max_proposals)
 
     def evaluate(self, image: np.ndarray, boxes: np.ndarray) -> Regions:
         """Forward every box through the net in batches of test.batch_size and decode (no threshold).
@@ -239,6 +250,23 @@ def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
     b[:, [0, 2]] = width - b[:, [2, 0]]
     return b
+
+
+def interleave_unique(first: np.ndarray, second: np.ndarray, merge_iou: float, cap: int) -> np.ndarray:
+    """Boxes of two ranked lists taken in turn (first[0], second[0], first[1], ...), a box dropped when it
+    overlaps an already taken one by IoU > merge_iou, at most cap boxes: the proposals of a photo and of
+    its mirror image, each list's best first, without near-duplicates."""
+    first = np.asarray(first, dtype=np.float64).reshape(-1, 4)
+    second = np.asarray(second, dtype=np.float64).reshape(-1, 4)
+    order = [lst[i] for i in range(max(len(first), len(second))) for lst in (first, second) if i < len(lst)]
+    kept: list[np.ndarray] = []
+    for box in order:
+        if len(kept) >= cap:
+            break
+        if kept and box_iou(box[None], np.array(kept))[0].max() > merge_iou:
+            continue
+        kept.append(box)
+    return np.array(kept).reshape(-1, 4)
 
 
 def rows_in(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:

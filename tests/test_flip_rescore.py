@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.config import load_config
-from pipeline.detector import HyperFace, mirror_boxes
+from pipeline.detector import HyperFace, interleave_unique, mirror_boxes
 from pipeline.geometry import make_batch
 
 CFG = load_config()
@@ -19,6 +19,19 @@ def test_mirror_boxes_hand_case():
     boxes = np.array([[10.0, 5.0, 30.0, 25.0], [0.0, 0.0, 100.0, 50.0]])
     assert mirror_boxes(boxes, 100).tolist() == [[70.0, 5.0, 90.0, 25.0], [0.0, 0.0, 100.0, 50.0]]
     assert mirror_boxes(mirror_boxes(boxes, 100), 100).tolist() == boxes.tolist()
+
+
+def test_interleave_unique_hand_case():
+    first = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], dtype=float)
+    # [0, 0, 10, 9] overlaps first[0] by IoU 0.9 (dropped at 0.7, kept at 0.95); [60, 0, 70, 10] is new
+    second = np.array([[0, 0, 10, 9], [60, 0, 70, 10]], dtype=float)
+    assert interleave_unique(first, second, 0.7, 10).tolist() == [
+        [0, 0, 10, 10], [20, 0, 30, 10], [60, 0, 70, 10], [40, 0, 50, 10]]
+    assert interleave_unique(first, second, 0.95, 10).tolist() == [
+        [0, 0, 10, 10], [0, 0, 10, 9], [20, 0, 30, 10], [60, 0, 70, 10], [40, 0, 50, 10]]
+    assert interleave_unique(first, second, 0.7, 2).tolist() == [[0, 0, 10, 10], [20, 0, 30, 10]]
+    assert interleave_unique(first, np.zeros((0, 4)), 0.7, 10).tolist() == first.tolist()
+    assert interleave_unique(np.zeros((0, 4)), np.zeros((0, 4)), 0.7, 10).shape == (0, 4)
 
 
 def test_crop_of_the_mirrored_box_is_the_mirrored_crop():
@@ -33,8 +46,9 @@ def test_crop_of_the_mirrored_box_is_the_mirrored_crop():
 @pytest.fixture(scope="module")
 def detectors(repo_root):
     model = repo_root / "models" / "hyperface"
-    plain = dataclasses.replace(CFG, test=dataclasses.replace(CFG.test, flip_rescore=False))
-    flip = dataclasses.replace(CFG, test=dataclasses.replace(CFG.test, flip_rescore=True))
+    # the proposals of the photo alone, so that the counts below depend on the re-scoring only
+    plain = dataclasses.replace(CFG, test=dataclasses.replace(CFG.test, flip_rescore=False, ssd_flip_proposals=False))
+    flip = dataclasses.replace(CFG, test=dataclasses.replace(CFG.test, flip_rescore=True, ssd_flip_proposals=False))
     return (HyperFace(model, config=plain, detection_threshold=THRESHOLD),
             HyperFace(model, config=flip, detection_threshold=THRESHOLD))
 
@@ -59,3 +73,19 @@ def test_flip_rescore_is_the_mean_with_the_mirrored_region(detectors, repo_root,
     assert [f.score for f in after] == sorted((f.score for f in after), reverse=True)
     # the mirrored view changes the scores (the net is not mirror-symmetric), so the test can fail
     assert not np.allclose(mirrored_scores, [f.score for f in before], atol=1e-4)
+
+
+def test_ssd_flip_proposals_merge_the_mirrored_photos_proposals(detectors, repo_root):
+    """test.ssd_flip_proposals: the proposals are the photo's and the mirrored photo's SSD boxes, in turn,
+    near-duplicates dropped; the demo photo's mirror adds boxes the photo alone does not give."""
+    plain, _ = detectors
+    image = cv2.imread(str(repo_root / "examples" / "images" / "astronaut.jpg"))
+    own = plain.ssd(image)
+    mirrored = mirror_boxes(plain.ssd(np.ascontiguousarray(image[:, ::-1])), image.shape[1])
+    on = HyperFace(repo_root / "models" / "hyperface",
+                   config=dataclasses.replace(CFG, test=dataclasses.replace(CFG.test, ssd_flip_proposals=True)))
+    merged = on.propose(image)
+    assert merged.tolist() == interleave_unique(own, mirrored, CFG.test.ssd_flip_merge_iou, CFG.test.ssd_max_proposals).tolist()
+    assert len(merged) <= CFG.test.ssd_max_proposals
+    assert merged[0].tolist() == own[0].tolist() and merged[1].tolist() != own[1].tolist()
+    assert on.last_ssd_boxes.tolist() == merged.tolist()  # the boxes L-NMS fuses in are these
