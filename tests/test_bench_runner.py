@@ -51,8 +51,8 @@ def test_ablation_on_ssd_proposals_equals_single_runs(tmp_path):
     from core.config import load_config
 
     cfg = load_config()
-    recs = load_afw(DATA / "afw_sample")[:2]
-    table = run_ablation(DATA / "afw_sample", SHIPPED, tmp_path, cfg, "afw", ("ssd",), limit=2, detection_threshold=0.5)
+    recs = load_afw(DATA / "afw_sample")[:1]
+    table = run_ablation(DATA / "afw_sample", SHIPPED, tmp_path, cfg, "afw", ("ssd",), limit=1, detection_threshold=0.5)
     assert list(table) == ["Fast-HyperFace (SSD)"]
     assert set(table["Fast-HyperFace (SSD)"]) == {"NMS", "NMS + IRP", "IRP + L-NMS"}
     assert all(0.0 <= ap <= 1.0 for ap in table["Fast-HyperFace (SSD)"].values())
@@ -69,4 +69,4 @@ def test_ablation_on_ssd_proposals_equals_single_runs(tmp_path):
                 for face in single:  # every box is one of the SSD proposals, unstyled
                     assert np.abs(det.last_ssd_boxes - face.box).max(axis=1).min() < 1e-6
     with pytest.raises(BenchmarkDataError, match="other settings"):  # a resume must not mix thresholds
-        run_ablation(DATA / "afw_sample", SHIPPED, tmp_path, cfg, "afw", ("ssd",), limit=2, detection_threshold=0.3)
+        run_ablation(DATA / "afw_sample", SHIPPED, tmp_path, cfg, "afw", ("ssd",), limit=1, detection_threshold=0.3)
