@@ -334,7 +334,7 @@ def score_set(dataset: str, data_dir: str | Path, rdirs: Mapping[str, Path], out
 def run(sets: Mapping[str, str | Path], methods: Sequence[str], out: str | Path, cfg: HyperFaceConfig,
         model: str | Path | None = None, limit: int | None = None, mtcnn_min_face: float = 20.0,
         proposals: str | None = None, post: str = "lnms", irp: int | None = None,
-        mtcnn_thresholds: Sequence[float] = None) -> dict[str, dict[str, dict]]:
+        mtcnn_thresholds: Sequence[float] | None = None) -> dict[str, dict[str, dict]]:
     """Run and score `methods` (+ HyperFace when `model` is given) on each set -> dataset -> method -> row."""
     from benchmarks.report import write_report
     from benchmarks.score import load_ground_truth

@@ -145,7 +145,7 @@ class TestConfig:
     ssd_flip_proposals: bool = True    # Fast-HyperFace: also run the SSD on the mirrored photo and take both
                                        # ranked lists in turn (near-duplicates at IoU > ssd_flip_merge_iou
                                        # dropped, ssd_max_proposals in all; README)
-    ssd_flip_merge_iou: float = 0.7
+    ssd_flip_merge_iou: float = 0.7    # 0.7: recall 96.5 % with 138 boxes per held-out photo; 0.5: 92.9 %
     ssd_merge: str = "score"           # Fast-HyperFace: "score": the best ssd_max_proposals boxes of all scales by
                                        # score; "quota": ssd_max_proposals / len(ssd_scales) from each (README)
     ssd_box_weight: float = 0.5        # Fast-HyperFace, L-NMS: a face's box is this much the median of its

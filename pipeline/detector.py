@@ -12,10 +12,9 @@ import numpy as np
 from core import net_io
 from core.config import HyperFaceConfig, load_config
 from core.face import Face
-from core.geometry import box_iou
 from pipeline.backends import DEFAULT_BACKEND, input_shape, make_backend
 from pipeline.errors import ModelError
-from pipeline.geometry import make_batch
+from pipeline.geometry import make_batch, mirror_boxes, nms
 from pipeline.images import to_bgr8
 from pipeline.model_store import load_model
 from pipeline.postprocess import Regions, decode_outputs, iterative_region_proposals, landmark_nms, nms_faces, restyle_boxes
@@ -244,29 +243,15 @@ class HyperFace:
         return sorted(kept, key=lambda f: -f.score)
 
 
-def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
-    """Boxes (n, 4) of a width-pixel-wide image, mirrored left-right: x1, x2 -> width - x2, width - x1
-    (pixel column i becomes width - 1 - i, so the crop of a mirrored box is the mirrored crop)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    b[:, [0, 2]] = width - b[:, [2, 0]]
-    return b
-
-
 def interleave_unique(first: np.ndarray, second: np.ndarray, merge_iou: float, cap: int) -> np.ndarray:
     """Boxes of two ranked lists taken in turn (first[0], second[0], first[1], ...), a box dropped when it
     overlaps an already taken one by IoU > merge_iou, at most cap boxes: the proposals of a photo and of
-    its mirror image, each list's best first, without near-duplicates."""
+    its mirror image, each list's best first, without near-duplicates. Greedy NMS on the turn order."""
     first = np.asarray(first, dtype=np.float64).reshape(-1, 4)
     second = np.asarray(second, dtype=np.float64).reshape(-1, 4)
     order = [lst[i] for i in range(max(len(first), len(second))) for lst in (first, second) if i < len(lst)]
-    kept: list[np.ndarray] = []
-    for box in order:
-        if len(kept) >= cap:
-            break
-        if kept and box_iou(box[None], np.array(kept))[0].max() > merge_iou:
-            continue
-        kept.append(box)
-    return np.array(kept).reshape(-1, 4)
+    boxes = np.array(order).reshape(-1, 4)
+    return boxes[nms(boxes, -np.arange(len(boxes), dtype=np.float64), merge_iou, limit=cap)]
 
 
 def rows_in(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -91,6 +91,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int 
     return np.asarray(keep, dtype=np.int64)
 
 
+def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes (n, 4) of a width-pixel-wide image, mirrored left-right: x1, x2 -> width - x2, width - x1
+    (pixel column i becomes width - 1 - i, so the crop of a mirrored box is the mirrored crop)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    b[:, [0, 2]] = width - b[:, [2, 0]]
+    return b
+
+
 def make_batch(image: np.ndarray, boxes: np.ndarray, size: int, mean_bgr) -> np.ndarray:
     """(n, 3, size, size) float32 net input for the boxes: warped crops minus mean_bgr (core/net_io.py)."""
     mean = np.asarray(mean_bgr, dtype=np.float32).reshape(1, 1, 3)
