@@ -70,8 +70,11 @@ class SSDProposer:
             factor = side / max(h, w)
             nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
             canvas = np.zeros((1, 3, side, side), np.float32)  # zero after mean subtraction: the mean colour
-            photo = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - self.mean
-            canvas[0, :, :nh, :nw] = photo.transpose(2, 0, 1)
+            # blobFromImage: mean subtraction and HWC -> CHW in one C++ pass (a numpy transpose of a 2048-px
+            # canvas cost more than the forward of the 512-px one)
+            photo = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            canvas[:, :, :nh, :nw] = cv2.dnn.blobFromImage(photo, 1.0, (nw, nh), tuple(float(m) for m in self.mean),
+                                                           swapRB=False, crop=False)
             outs.append((side, factor, backend.forward(canvas)))
         return outs
 
