@@ -1,8 +1,13 @@
-"""Batched forward passes through a deploy net, with three interchangeable backends:
+"""Batched forward passes through a deploy net, with interchangeable backends:
 
+* "openvino": the same converted ONNX graph compiled by OpenVINO's CPU plugin with bf16 inference
+  precision, which CPUs with AMX or AVX512_BF16 compute natively (4x the fp32 regions/s on this
+  project's Xeon; benchmarks/SPEED.md, accuracy in benchmarks/engines.py); CPUs without bf16 units
+  run it in fp32. Default when openvino is importable.
+* "openvino-fp32": OpenVINO with fp32 inference precision (equal to "onnxruntime" within float error).
 * "onnxruntime": the deploy.prototxt + caffemodel converted to ONNX at load time
   (pipeline/caffe_to_onnx.py, cached) and run by onnxruntime's CPU provider. Default when
-  onnxruntime is importable: the fastest of the three on this project's CPU (benchmarks/SPEED.md).
+  onnxruntime is importable and openvino is not.
   A net with a layer the converter does not support (the SSD proposal net) falls back to "opencv".
 * "opencv": cv2.dnn.readNetFromCaffe (same deploy.prototxt + caffemodel; needs no pycaffe). Default
   when onnxruntime is not installed.
@@ -26,9 +31,16 @@ from pipeline.errors import ModelError
 from core.net_shapes import infer_shapes
 
 log = logging.getLogger(__name__)
-BACKENDS = ("onnxruntime", "opencv", "caffe")
-# onnxruntime (+ onnx for the converter) when installed, else OpenCV DNN, the next fastest
-DEFAULT_BACKEND = "onnxruntime" if all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")) else "opencv"
+BACKENDS = ("openvino", "openvino-fp32", "onnxruntime", "opencv", "caffe")
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) for m in modules)
+
+
+# the fastest installed (benchmarks/SPEED.md): OpenVINO bf16, ONNX Runtime, OpenCV DNN
+DEFAULT_BACKEND = ("openvino" if _installed("openvino", "onnx") else
+                   "onnxruntime" if _installed("onnxruntime", "onnx") else "opencv")
 
 
 def net_outputs(prototxt: str | Path) -> list[str]:
@@ -116,15 +128,51 @@ class OnnxRuntimeBackend:
         return {name: np.asarray(o, dtype=np.float32) for name, o in zip(self.outputs, outs)}
 
 
-def make_backend(name: str, prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | None = None):
-    """The backend called `name` ("onnxruntime", "opencv" or "caffe") for a deploy net and its weights.
+class OpenVINOBackend:
+    """The converted ONNX graph (pipeline/caffe_to_onnx.py) compiled by OpenVINO for the CPU; precision
+    "bf16" (a hint: CPUs without bf16 units run fp32) or "f32". One compiled model with a dynamic batch
+    dimension, one infer request reused for every batch."""
 
-    "onnxruntime" on a net with a layer type the ONNX converter does not support (among the layers
+    def __init__(self, prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | None = None,
+                 threads: int | None = None, precision: str = "bf16"):
+        try:
+            import openvino as ov  # noqa: PLC0415
+            from pipeline.caffe_to_onnx import cached_onnx  # noqa: PLC0415 (imports onnx)
+        except ImportError as err:
+            raise ModelError(None, f"backend 'openvino' needs openvino and onnx ({err}); "
+                                   "pip install -r requirements.txt or use --backend onnxruntime") from None
+        self.name = "openvino" if precision == "bf16" else "openvino-fp32"
+        self.outputs = outputs or net_outputs(prototxt)
+        path = cached_onnx(prototxt, caffemodel, self.outputs)
+        threads = threads or int(os.environ.get("HYPERFACE_THREADS") or 0) or os.cpu_count() or 1
+        try:
+            self.compiled = ov.Core().compile_model(str(path), "CPU", {
+                "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY"})
+        except RuntimeError as err:
+            raise ModelError(path, f"openvino cannot compile the converted net ({str(err).strip().splitlines()[0]})") from None
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16" or "f32"
+        self.request = self.compiled.create_infer_request()
+        self._ports = [self.compiled.output(name) for name in self.outputs]
+
+    def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        # share_inputs: the request reads the caller's array instead of copying it (it is not kept)
+        self.request.infer({INPUT_BLOB: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        return {name: np.array(self.request.get_tensor(port).data, dtype=np.float32)
+                for name, port in zip(self.outputs, self._ports)}
+
+
+def make_backend(name: str, prototxt: str | Path, caffemodel: str | Path, outputs: list[str] | None = None):
+    """The backend called `name` (one of BACKENDS) for a deploy net and its weights.
+
+    "openvino" / "onnxruntime" on a net with a layer type the ONNX converter does not support (among the layers
     the requested outputs need) logs a warning and returns the "opencv" backend.
     """
-    if name == "onnxruntime":
+    if name in ("onnxruntime", "openvino", "openvino-fp32"):
         try:
-            return OnnxRuntimeBackend(prototxt, caffemodel, outputs)
+            if name == "onnxruntime":
+                return OnnxRuntimeBackend(prototxt, caffemodel, outputs)
+            return OpenVINOBackend(prototxt, caffemodel, outputs, precision="bf16" if name == "openvino" else "f32")
         except ModelError as err:
             converter = sys.modules.get("pipeline.caffe_to_onnx")
             if converter is None or not isinstance(err, converter.UnsupportedLayerError):

@@ -215,10 +215,8 @@ def test_detect_with_onnxruntime_matches_opencv(tmp_path):
         np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-3, rtol=1e-4, err_msg=field)
 
 
-def test_shipped_model_onnxruntime_matches_pycaffe(caffe):
-    """The default backend with the shipped trained weights (models/hyperface, fp16 expanded) against
-    pycaffe, the reference, on real face crops and background regions of an AFW photo: every output
-    within 1e-4 (trained weights, not only random ones, go through the converter unchanged)."""
+def _shipped_model_batch():
+    """(shipped model, number of faces, net input): the faces of an AFW photo and 3 background regions."""
     from benchmarks.datasets.afw import load_afw
     from core.config import load_config
     from core.model_store import load_model
@@ -227,12 +225,18 @@ def test_shipped_model_onnxruntime_matches_pycaffe(caffe):
     model_dir = REPO / "models" / "hyperface"
     if not model_dir.is_dir():
         pytest.skip("no shipped model in models/hyperface")
-    model = load_model(model_dir)
     cfg = load_config()
     rec = next(r for r in load_afw(DATA_ROOT / "afw_sample") if r.image_id == "1004109301")
     image = cv2.imread(str(rec.path))
     boxes = np.array([f.box for f in rec.faces] + [[0, 0, 150, 150], [300, 500, 600, 800], [-40, 600, 120, 830]], float)
-    x = make_batch(image, boxes, cfg.input.size, cfg.input.mean_bgr)
+    return load_model(model_dir), len(rec.faces), make_batch(image, boxes, cfg.input.size, cfg.input.mean_bgr)
+
+
+def test_shipped_model_onnxruntime_matches_pycaffe(caffe):
+    """ONNX Runtime with the shipped trained weights (models/hyperface, fp16 expanded) against
+    pycaffe, the reference, on real face crops and background regions of an AFW photo: every output
+    within 1e-4 (trained weights, not only random ones, go through the converter unchanged)."""
+    model, _, x = _shipped_model_batch()
     got = make_backend("onnxruntime", model.prototxt, model.caffemodel)
     assert isinstance(got, OnnxRuntimeBackend)
     got = got.forward(x)
@@ -241,3 +245,29 @@ def test_shipped_model_onnxruntime_matches_pycaffe(caffe):
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=1e-4, rtol=1e-4, err_msg=name)
     assert np.ptp(want["detection_prob"][:, 1]) > 1e-3          # real outputs that differ between regions
+
+
+def test_shipped_model_openvino_fp32_and_bf16_against_pycaffe(caffe):
+    """OpenVINO on the same converted graph: fp32 within 1e-4 of pycaffe; bf16 (the default backend on
+    CPUs with AMX / AVX512_BF16) within the error of an 8-bit mantissa on every output, and the same
+    face / background decision for every region at the pipeline's threshold."""
+    pytest.importorskip("openvino")
+    from pipeline.backends import OpenVINOBackend
+
+    model, faces, x = _shipped_model_batch()
+    want = make_backend("caffe", model.prototxt, model.caffemodel).forward(x)
+    exact = make_backend("openvino-fp32", model.prototxt, model.caffemodel)
+    assert isinstance(exact, OpenVINOBackend) and exact.name == "openvino-fp32" and exact.precision == "f32"
+    got = exact.forward(x)
+    assert set(got) == set(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-4, rtol=1e-4, err_msg=name)
+    fast = make_backend("openvino", model.prototxt, model.caffemodel)
+    assert fast.name == "openvino" and fast.precision in ("bf16", "f32")  # f32 where the CPU has no bf16 units
+    got = fast.forward(x)
+    # measured here: 6e-6, 8e-4, 2.5e-3, 1.8e-3, 2.9e-3
+    tolerance = {"detection_prob": 0.005, "gender_prob": 0.01, "visibility": 0.015, "landmarks": 0.01, "pose": 0.015}
+    for name, atol in tolerance.items():
+        np.testing.assert_allclose(got[name], want[name], atol=atol, err_msg=name)
+    assert np.array_equal(got["detection_prob"][:, 1] >= 0.5, want["detection_prob"][:, 1] >= 0.5)
+    assert (want["detection_prob"][:, 1] >= 0.5).sum() == faces  # real faces, real background
