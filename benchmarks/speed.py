@@ -97,7 +97,12 @@ def main(argv=None) -> dict:
         import caffe  # noqa: F401, PLC0415
         backends.append("caffe")
     except ImportError:
-        log.warning("pycaffe not importable: timing the opencv backend only")
+        log.warning("pycaffe not importable: not timing the caffe backend")
+    import importlib.util  # noqa: PLC0415
+    if importlib.util.find_spec("onnxruntime"):
+        backends.append("onnxruntime")
+    if importlib.util.find_spec("openvino"):
+        backends += ["openvino-fp32", "openvino"]
     res: dict = {"image": f"{width}x{height}", "net": str(args.prototxt.relative_to(REPO))}
     image = test_image(width, height)
 
@@ -160,15 +165,23 @@ def main(argv=None) -> dict:
 
 def _time_trained(model: Path, image: np.ndarray, cfg, res: dict) -> None:
     """End to end with trained weights: how many regions pass the thresholds (and so IRP's work)
-    depends on them. Best of 3 after a warm-up call (the first call converts and loads the nets)."""
-    paths = [("hyperface_trained", "selective search fast", HyperFace(model, config=cfg, proposals="fast"))]
-    if (model / "proposals").is_dir():
-        paths.append(("fast_hyperface_trained", "SSD proposals", HyperFace(model, config=cfg, proposals="ssd")))
-    for key, what, det in paths:
+    depends on them. Best of 3 after a warm-up call (the first call converts and loads the nets).
+    With the default backend and, when that is OpenVINO, with ONNX Runtime too (the fp32 reference)."""
+    from pipeline.backends import DEFAULT_BACKEND  # noqa: PLC0415
+    engines = [DEFAULT_BACKEND] + (["onnxruntime"] if DEFAULT_BACKEND.startswith("openvino") else [])
+    paths = []
+    for engine in engines:
+        tag = "" if engine == DEFAULT_BACKEND else f"_{engine}"
+        paths.append((f"hyperface_trained{tag}", "selective search fast", engine,
+                      HyperFace(model, config=cfg, proposals="fast", backend=engine)))
+        if (model / "proposals").is_dir():
+            paths.append((f"fast_hyperface_trained{tag}", "SSD proposals", engine,
+                          HyperFace(model, config=cfg, proposals="ssd", backend=engine)))
+    for key, what, engine, det in paths:
         det.detect(image)
         t = min(_timed(lambda: det.detect(image)) for _ in range(3))
         res[f"{key}_s_per_image"] = t
-        print(f"{model.name} end to end ({what}, trained weights): {t:.2f} s/image, best of 3 "
+        print(f"{model.name} end to end ({what}, trained weights, backend {engine}): {t:.2f} s/image, best of 3 "
               f"({det.last_timings.get('num_proposals', '?')} proposals, {det.last_timings.get('regions', '?')} regions forwarded)")
 
 

@@ -8,7 +8,9 @@ Variants (same model, backend, fast selective search, IRP T=1, L-NMS):
   before  no face filter (match_iou 0), no near-duplicate merge (merge_iou 1), IRP from every region
           above threshold (irp_suppress_first false): the pipeline before issue 12;
   after   config/hyperface.yaml as shipped;
-  int8    "after" with the int8 ONNX Runtime engine (pipeline/int8.py, calibration of benchmarks/int8.py).
+  fp32    "after" with ONNX Runtime fp32 (the default backend before OpenVINO bf16);
+  int8    "after" with the int8 ONNX Runtime engine (pipeline/int8.py, calibration of benchmarks/engines.py).
+"after" runs on the default backend (pipeline.backends.DEFAULT_BACKEND).
 Per photo: selective search s, crop s (in the crop thread, overlapped with the net), forward s, wall
 s of detect(); per set: face-eval AP (faces under 30 px ignored). Results (one JSON per photo, as
 `python -m benchmarks`) and timings.jsonl go to --out/<variant>/<set>/; a rerun skips photos that
@@ -35,6 +37,7 @@ from benchmarks.report import write_report  # noqa: E402
 from benchmarks.score import score_detection_ap  # noqa: E402
 from core.config import HyperFaceConfig, load_config  # noqa: E402
 from core.config import DATA_ROOT  # noqa: E402
+from pipeline.backends import DEFAULT_BACKEND  # noqa: E402
 
 DATA = DATA_ROOT
 
@@ -51,7 +54,7 @@ def variant_config(cfg: HyperFaceConfig, name: str) -> HyperFaceConfig:
                 raise ValueError(f"variant {name!r}: selective_search has no setting {key!r}")
             ss = dataclasses.replace(ss, **{key: type(getattr(ss, key))(value)})
         return dataclasses.replace(variant_config(cfg, base), selective_search=ss)
-    if name in ("after", "int8"):
+    if name in ("after", "int8", "fp32"):
         return cfg
     if name == "before":
         ss = dataclasses.replace(cfg.selective_search, match_iou=0.0, merge_iou=1.0)
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(REPO / "models" / "hyperface"))
     ap.add_argument("--wider", type=int, default=40, help="held-out WIDER photos (of 150) to run")
     ap.add_argument("--variants", nargs="+", default=["before", "after"],
-                    help="before, after, int8, or after:key=value,... (selective_search settings changed)")
+                    help="before, after, fp32, int8, or after:key=value,... (selective_search settings changed)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "ss_path")
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
@@ -129,9 +132,11 @@ def main(argv=None) -> int:
                 if v not in detectors:
                     from pipeline import HyperFace
 
-                    detectors[v] = HyperFace(args.model, config=configs[v], proposals="fast")  # the SS path, whatever the default
-                    if v == "int8":  # the int8 engine of pipeline/int8.py, calibrated as benchmarks/int8.py says
-                        from benchmarks.int8 import int8_backend
+                    # the SS path, whatever the default proposals
+                    detectors[v] = HyperFace(args.model, config=configs[v], proposals="fast",
+                                             backend="onnxruntime" if v in ("fp32", "int8") else DEFAULT_BACKEND)
+                    if v == "int8":  # the int8 engine of pipeline/int8.py, calibrated as benchmarks/engines.py says
+                        from benchmarks.engines import int8_backend
 
                         detectors[v].backend = int8_backend(args.model, configs[v])
                 row = rows[v][photo_id] = run_photo(detectors[v], photo_id, path, out)
@@ -156,9 +161,9 @@ def main(argv=None) -> int:
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     write_report(args.out / "report.md", "Selective-search path: speed and held-out AP, before / after issue 12 item 3",
                  {"model": args.model}, {"variants": args.variants, "wider held-out photos": args.wider,
-                                         "backend": "onnxruntime (default)", "proposals": "fast", "post": "lnms"},
+                                         "backend": f"{DEFAULT_BACKEND} (default)", "proposals": "fast", "post": "lnms"},
                  {"SS path": table},
-                 notes=["Times on the shared 2-core machine (a training job ran alongside); AP is face-eval's on these photos only."])
+                 notes=["Times on 2 cores; AP is face-eval's on these photos only."])
     print(f"report: {args.out / 'report.md'}")
     return 0
 

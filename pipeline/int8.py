@@ -6,7 +6,7 @@ VNNI runs), MinMax calibration; the convolutions and fully connected layers are 
 the LRN band convolutions (norm*/Conv: their squared input spans many decades) and the task
 output layers (kept float so the outputs keep their float resolution). `quantize` writes the
 model; `OnnxInt8Backend` runs it like pipeline.backends.OnnxRuntimeBackend. Whether it may be the
-default is measured by benchmarks/int8.py (side by side with fp32).
+default is measured by benchmarks/engines.py (side by side with fp32 and OpenVINO bf16).
 """
 from __future__ import annotations
 
