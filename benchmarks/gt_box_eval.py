@@ -2,8 +2,8 @@
 
 Each held-out face is cut from its image exactly as the pipeline cuts a region
 (pipeline.geometry.make_batch), forwarded in batches through the model's deploy net with the
-pipeline's backend (pipeline.backends.DEFAULT_BACKEND: ONNX Runtime when installed, else OpenCV
-DNN) and decoded by the pipeline (pipeline.postprocess.decode_outputs into its Regions: eq. 8
+pipeline's backend (pipeline.backends.DEFAULT_BACKEND: the fastest installed, OpenVINO, ONNX
+Runtime or OpenCV DNN) and decoded by the pipeline (pipeline.postprocess.decode_outputs into its Regions: eq. 8
 landmarks in image pixels, pose in degrees). The predictions are then scored with the benchmark
 metrics (benchmarks.metrics.*; this module only picks them per set and writes the report).
 
@@ -21,7 +21,7 @@ set's boxes, so a rerun scores without forwarding again.
 
 CLI (make bench-heldout runs it after the two detection runs):
   python -m benchmarks.gt_box_eval --model DIR --out DIR [--data ../shared/data]
-         [--det-afw RESULTS_DIR] [--det-helen RESULTS_DIR] [--det-limit N] [--backend onnxruntime|opencv|caffe]
+         [--det-afw RESULTS_DIR] [--det-helen RESULTS_DIR] [--det-limit N] [--backend openvino|openvino-fp32|onnxruntime|opencv|caffe]
 """
 from __future__ import annotations
 

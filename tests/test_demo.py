@@ -144,3 +144,9 @@ def test_outputs_of_other_weights_are_cleared(tmp_path):
     demo.clear_if_model_changed(out, "sha-B")  # new weights: old results removed, other files kept
     assert sorted(p.name for p in out.iterdir()) == [".demo_model", "keep.txt"]
     assert (out / ".demo_model").read_text().strip() == "sha-B"
+
+
+def test_schema_backend_names_are_the_pipelines_backends():
+    # every backend a result can be written with validates (a new backend once failed every run's JSON)
+    from pipeline.backends import BACKENDS
+    assert SCHEMA["properties"]["backend"]["enum"] == list(BACKENDS)
