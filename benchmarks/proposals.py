@@ -102,7 +102,9 @@ def legacy_proposals(raw: np.ndarray, width: int, height: int, cfg: HyperFaceCon
 
 def _raw(photo_id: str, path: Path, image: np.ndarray, cfg: HyperFaceConfig, mode: str, cache: Path):
     """Raw OpenCV boxes and the seconds they took (cached: the time of the run that made them)."""
-    f = cache / mode / (photo_id.replace("/", "__") + ".npz")
+    ss = cfg.selective_search
+    raw_settings = f"{ss.max_side}" + (f"-k{ss.fast_base_k}-{ss.fast_inc_k}" if mode == "fast" else "")
+    f = cache / f"{mode}-{raw_settings}" / (photo_id.replace("/", "__") + ".npz")
     if f.is_file():
         z = np.load(f)
         return z["boxes"], float(z["seconds"])

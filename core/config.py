@@ -87,6 +87,11 @@ class SamplingConfig:
 class SelectiveSearchConfig:
     mode: str = "fast"           # "fast" (~2000 boxes) or "quality" (~10000), OpenCV ximgproc
     max_side: int = 500          # images are resized so the longer side is at most this before SS
+    # "fast" mode's graph segmentations: k = fast_base_k, fast_base_k + fast_inc_k (OpenCV's defaults
+    # 150, 150). 75, 75 makes smaller segments: held-out recall at IoU 0.5 (faces >= 30 px) 87.1 -> 96.5 %
+    # on the 40 photos it was chosen on, 80.4 -> 91.6 % on the other 120, ~1.5x the boxes (README)
+    fast_base_k: int = 75
+    fast_inc_k: int = 75
     min_box_side: int = 20       # proposals smaller than this (pixels, original image) are dropped
     # Regions that cannot overlap a face by IoU > match_iou are dropped (core/proposals.can_hold_face;
     # match_iou 0 turns this off): faces of width and height >= min_face_side (face-eval's smallest

@@ -44,7 +44,7 @@ def raw_selective_search(image: np.ndarray, cfg: SelectiveSearchConfig, mode: st
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(small)
     if mode == "fast":
-        ss.switchToSelectiveSearchFast()
+        ss.switchToSelectiveSearchFast(cfg.fast_base_k, cfg.fast_inc_k)
     else:
         ss.switchToSelectiveSearchQuality()
     rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)  # x, y, w, h

@@ -94,6 +94,25 @@ def test_selective_search_same_boxes_same_order_on_two_calls():
 
 
 @needs_photo
+def test_fast_mode_segmentation_k_comes_from_the_config():
+    """fast_base_k / fast_inc_k reach OpenCV: 150 / 150 gives exactly OpenCV's default fast mode (as a
+    set: OpenCV's order varies), and the shipped 75 / 75 (finer segments) more boxes than that."""
+    image = cv2.imread(str(DATA / "afw_sample" / "1004109301.jpg"))  # 600 x 800: resized for SS
+    scale = CFG.selective_search.max_side / max(image.shape[:2])
+    assert scale < 1
+    small = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(small)
+    ss.switchToSelectiveSearchFast()
+    rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)
+    opencv = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]) / scale
+    default_k = raw_selective_search(image, _ss(fast_base_k=150, fast_inc_k=150), "fast")
+    assert sorted(map(tuple, default_k.round(6).tolist())) == sorted(map(tuple, opencv.round(6).tolist()))
+    assert (CFG.selective_search.fast_base_k, CFG.selective_search.fast_inc_k) == (75, 75)
+    assert len(raw_selective_search(image, CFG.selective_search, "fast")) > 1.2 * len(default_k)
+
+
+@needs_photo
 def test_data_prep_and_pipeline_share_one_selective_search(tmp_path):
     from data_prep.regions import cached_proposals, selective_search as data_prep_ss
     from pipeline.proposals import selective_search as pipeline_ss
