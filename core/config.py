@@ -105,7 +105,9 @@ class SelectiveSearchConfig:
     face_aspect_max: float = 1.8
     merge_iou: float = 0.95      # near-duplicates: a box absorbs later ones with IoU >= this (1.0: none merged);
                                  # 0.9 cost 2 points of recall at IoU 0.7 (python -m benchmarks proposals), 0.95 0.4
-    max_proposals: int = 2000
+    max_proposals: int = 4000    # a bound, not a selection: the canonical order puts boxes with few neighbours
+                                 # last, so a cap of 2000 dropped isolated (often small-face) boxes: held-out
+                                 # recall 91.6 -> 95.3 % on the check photos with the finer k (README)
     max_proposals_quality: int = 10000  # cap in "quality" mode (Section 3.3: ~10000 boxes)
 
 
