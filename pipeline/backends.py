@@ -8,9 +8,9 @@
 * "onnxruntime": the deploy.prototxt + caffemodel converted to ONNX at load time
   (pipeline/caffe_to_onnx.py, cached) and run by onnxruntime's CPU provider. Default when
   onnxruntime is importable and openvino is not.
-  A net with a layer the converter does not support (the SSD proposal net) falls back to "opencv".
+  With either engine, a net with a layer the converter does not support falls back to "opencv".
 * "opencv": cv2.dnn.readNetFromCaffe (same deploy.prototxt + caffemodel; needs no pycaffe). Default
-  when onnxruntime is not installed.
+  when neither openvino nor onnxruntime is installed.
 * "caffe":  pycaffe (caffe.Net in TEST phase, CPU mode).
 
 All take an (N, 3, H, W) float32 batch and return {output blob name: (N, ...) float32 array}.
