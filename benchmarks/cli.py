@@ -26,6 +26,7 @@ log = logging.getLogger("benchmarks")
 
 def _parser() -> argparse.ArgumentParser:
     from benchmarks.score import DATASETS
+    from pipeline.backends import BACKENDS, DEFAULT_BACKEND
 
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS + ("score", "ablation"))
@@ -39,8 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", default=None, choices=("fast", "quality", "ssd", "fast+ssd"),
                    help="default: the config's test.proposals")
     p.add_argument("--post", default="lnms", choices=("lnms", "nms"))
-    p.add_argument("--backend", default=None, help="inference backend (pipeline.backends.BACKENDS; default: the "
-                                                    "pipeline's, the fastest installed)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="default: the fastest installed")
     p.add_argument("--irp", type=int, default=None, help="IRP iterations T (default: config test.irp_iterations)")
     p.add_argument("--threshold", type=float, default=None,
                    help="detection threshold (default: the model's, chosen on held-out data; else the config's)")
@@ -139,11 +139,8 @@ def _run(args) -> int:
         # raw: the landmark-fitted boxes alone (no SSD box fused in), what a box style is calibrated from
         det_cfg = (dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, ssd_box_weight=0.0))
                    if args.box_style == "raw" else cfg)
-        from pipeline.backends import BACKENDS, DEFAULT_BACKEND
-        if args.backend not in (None, *BACKENDS):
-            raise BenchmarkDataError("--backend", f"unknown backend {args.backend!r}; choose one of {BACKENDS}")
         detector = make_detector(args.model, proposals=args.proposals, post=args.post, irp_iterations=irp,
-                                 config=det_cfg, backend=args.backend or DEFAULT_BACKEND, detection_threshold=args.threshold,
+                                 config=det_cfg, backend=args.backend, detection_threshold=args.threshold,
                                  box_style=(0.0, 0.0, 1.0, 1.0) if args.box_style == "raw" else None)
         check_run_settings(rdir, {"model": str(Path(args.model).resolve()), "proposals": args.proposals, "post": args.post,
                                   "irp_iterations": irp, "detection_threshold": args.threshold, "box_style": args.box_style,

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from core.config import DATA_ROOT, load_config  # noqa: E402
 from pipeline import HyperFace  # noqa: E402
-from pipeline.backends import make_backend  # noqa: E402
+from pipeline.backends import installed_backends, make_backend  # noqa: E402
 from pipeline.fixtures import make_model_dir  # noqa: E402
 from pipeline.net_shapes import infer_shapes  # noqa: E402
 from pipeline.postprocess import Regions, landmark_boxes, landmark_nms  # noqa: E402
@@ -92,17 +92,12 @@ def main(argv=None) -> dict:
         width, height, batches, gemm_n, reps, n_regions = 160, 120, (1, 4), 256, 2, 50
     else:
         width, height, batches, gemm_n, reps, n_regions = 640, 480, (1, 8, 32), 2048, 3, 500
-    backends = ["opencv"]
+    backends = [b for b in installed_backends() if b != "caffe"]
     try:
         import caffe  # noqa: F401, PLC0415
         backends.append("caffe")
     except ImportError:
         log.warning("pycaffe not importable: not timing the caffe backend")
-    import importlib.util  # noqa: PLC0415
-    if importlib.util.find_spec("onnxruntime"):
-        backends.append("onnxruntime")
-    if importlib.util.find_spec("openvino"):
-        backends += ["openvino-fp32", "openvino"]
     res: dict = {"image": f"{width}x{height}", "net": str(args.prototxt.relative_to(REPO))}
     image = test_image(width, height)
 

@@ -34,13 +34,17 @@ log = logging.getLogger(__name__)
 BACKENDS = ("openvino", "openvino-fp32", "onnxruntime", "opencv", "caffe")
 
 
-def _installed(*modules: str) -> bool:
-    return all(importlib.util.find_spec(m) for m in modules)
+_NEEDS = {"openvino": ("openvino", "onnx"), "openvino-fp32": ("openvino", "onnx"),
+          "onnxruntime": ("onnxruntime", "onnx"), "opencv": ("cv2",), "caffe": ("caffe",)}
+
+
+def installed_backends() -> list[str]:
+    """The BACKENDS whose Python modules are importable here, in BACKENDS order."""
+    return [b for b in BACKENDS if all(importlib.util.find_spec(m) for m in _NEEDS[b])]
 
 
 # the fastest installed (benchmarks/SPEED.md): OpenVINO bf16, ONNX Runtime, OpenCV DNN
-DEFAULT_BACKEND = ("openvino" if _installed("openvino", "onnx") else
-                   "onnxruntime" if _installed("onnxruntime", "onnx") else "opencv")
+DEFAULT_BACKEND = next(b for b in ("openvino", "onnxruntime", "opencv") if b in installed_backends())
 
 
 def net_outputs(prototxt: str | Path) -> list[str]:
