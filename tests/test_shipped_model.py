@@ -162,6 +162,17 @@ def test_proposal_net_is_small_and_described(proposal_model):
     assert meta["trained_on"]["wider"]["split"] == "train-fit"  # the held-out photos were not trained on
 
 
+def test_openvino_runs_the_proposal_net_in_fp32(model_dir):
+    """With backend "openvino" the HyperFace net runs in bf16 where the CPU has it, the SSD in fp32
+    (its boxes in bf16 cost held-out AP); other backends run both nets."""
+    pytest.importorskip("openvino")
+    from pipeline import HyperFace
+    hf = HyperFace(model_dir, backend="openvino", proposals="ssd")
+    assert hf.backend.name == "openvino" and hf.ssd.backend.name == "openvino-fp32"
+    assert hf.ssd.backend.precision == "f32"
+    assert HyperFace(model_dir, backend="onnxruntime", proposals="ssd").ssd.backend.name == "onnxruntime"
+
+
 def test_proposal_net_runs_in_onnxruntime_and_opencv_and_finds_the_demo_faces(proposal_model, repo_root):
     from pipeline.backends import OnnxRuntimeBackend, OpenCVBackend
     from pipeline.proposals import SSDProposer
