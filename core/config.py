@@ -119,6 +119,10 @@ class TestConfig:
     irp_iterations: int = 1            # T of Algorithm 1
     box_style: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # tx, ty, sx, sy applied to every output
                                        # box (face-eval's box-style calibration); a model's model.json value wins
+    pose_aware_face_box: bool = True   # FaceRectCalculator fits the mean shape of the predicted yaw (as the paper's
+                                       # fits a 3-D face with the pose); False: one frontal shape, which puts a
+                                       # profile's box off the face (aflw_crops test, true points, |yaw| 60-90:
+                                       # IoU 0.57 vs 0.87; README)
     irp_suppress_first: bool = True    # IRP only from the regions a first NMS (lnms_iou, on their landmark boxes)
                                        # keeps: one seed per face instead of every region above threshold
     lnms_iou: float = 0.5              # NMS overlap in Landmark-based NMS (Algorithm 2)

@@ -29,6 +29,28 @@ def mean_shape() -> np.ndarray:
     return pts
 
 
+@functools.lru_cache(maxsize=1)
+def yaw_mean_shapes() -> tuple[np.ndarray, np.ndarray]:
+    """Yaw centres (k,) in degrees and mean AFLW-21 shapes (k, 21, 2) in unit face-box coordinates, NaN
+    where a point is too rarely visible at that yaw (pipeline/make_mean_shape.py)."""
+    doc = json.loads(MEAN_SHAPE_PATH.read_text())["yaw_shapes"]
+    centres = np.asarray(doc["yaw_deg"], dtype=np.float64)
+    shapes = np.array([[[np.nan, np.nan] if p is None else p for p in shape] for shape in doc["points"]],
+                      dtype=np.float64)
+    centres.setflags(write=False)
+    shapes.setflags(write=False)
+    return centres, shapes
+
+
+def shape_for_yaw(yaw_deg: float | None) -> np.ndarray:
+    """(21, 2) unit-box mean shape for a face at this yaw (the nearest centre; clamped to the range);
+    None or NaN: the frontal mean shape of faces with every point visible."""
+    if yaw_deg is None or not np.isfinite(yaw_deg):
+        return mean_shape()
+    centres, shapes = yaw_mean_shapes()
+    return shapes[int(np.argmin(np.abs(centres - float(yaw_deg))))]
+
+
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, float, float]:
     """Least-squares similarity (no reflection) mapping src (n, 2) onto dst (n, 2).
 
@@ -43,32 +65,36 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, floa
     return float(a), float(b), float(tx), float(ty)
 
 
-def box_from_landmarks(landmarks: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+def box_from_landmarks(landmarks: np.ndarray, visible: np.ndarray | None = None,
+                       yaw_deg: float | None = None) -> np.ndarray:
     """Face box (4,) x1, y1, x2, y2 from AFLW-21 landmarks (21, 2) and a visibility mask (21,).
 
-    Fits the mean AFLW-21 shape to the visible, finite points by a least-squares similarity and
-    returns the image of the unit face box: a square centred on the transformed box centre whose
-    side is the similarity's scale (in-plane rotation does not change the box size). This is the
-    face-box convention of the whole project (data_prep labels, IRP, L-NMS). When fewer than two
-    visible points are finite, all finite points are used; fewer than two raises GeometryError.
+    Fits the mean AFLW-21 shape (of faces at `yaw_deg`, shape_for_yaw; None: the frontal one) to the
+    visible, finite points by a least-squares similarity and returns the image of the unit face box:
+    a square centred on the transformed box centre whose side is the similarity's scale (in-plane
+    rotation does not change the box size). This is the face-box convention of the whole project
+    (data_prep labels, IRP, L-NMS). When fewer than two visible points are finite, all finite points
+    are used; fewer than two raises GeometryError. Points the yaw's shape lacks are not fitted.
     """
     pts = np.asarray(landmarks, dtype=np.float64).reshape(NUM_POINTS, 2)
-    finite = np.isfinite(pts).all(axis=1)
+    shape = shape_for_yaw(yaw_deg)
+    finite = np.isfinite(pts).all(axis=1) & np.isfinite(shape).all(axis=1)
     use = finite if visible is None else finite & np.asarray(visible, dtype=bool).reshape(NUM_POINTS)
     if use.sum() < 2:
         use = finite
     if use.sum() < 2:
         raise GeometryError(f"need at least 2 finite landmarks to fit a face box, got {int(use.sum())}")
-    a, b, tx, ty = fit_similarity(mean_shape()[use], pts[use])
+    a, b, tx, ty = fit_similarity(shape[use], pts[use])
     scale = float(np.hypot(a, b))
     cx = a * 0.5 - b * 0.5 + tx
     cy = b * 0.5 + a * 0.5 + ty
     return np.array([cx - scale / 2, cy - scale / 2, cx + scale / 2, cy + scale / 2])
 
 
-def boxes_from_landmarks(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """(n, 4) face boxes for (n, 21, 2) landmarks and (n, 21) visibility masks."""
-    return np.array([box_from_landmarks(l, v) for l, v in zip(landmarks, visible)]).reshape(-1, 4)
+def boxes_from_landmarks(landmarks: np.ndarray, visible: np.ndarray, yaw_deg: np.ndarray | None = None) -> np.ndarray:
+    """(n, 4) face boxes for (n, 21, 2) landmarks, (n, 21) visibility masks and (n,) yaws (or None)."""
+    yaws = [None] * len(landmarks) if yaw_deg is None else yaw_deg
+    return np.array([box_from_landmarks(l, v, y) for l, v, y in zip(landmarks, visible, yaws)]).reshape(-1, 4)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:

@@ -83,15 +83,21 @@ def visible_mask(visibility: np.ndarray, test: TestConfig) -> np.ndarray:
 
 
 def landmark_boxes(regions: Regions, test: TestConfig) -> np.ndarray:
-    """FaceRectCalculator over regions: one face box (n, 4) per region from its landmarks."""
+    """FaceRectCalculator over regions: one face box (n, 4) per region from its landmarks (and, with
+    test.pose_aware_face_box, the mean shape of its predicted yaw)."""
     boxes = np.full((len(regions), 4), np.nan)
     visible = visible_mask(regions.visibility, test)
     for i, (lms, vis) in enumerate(zip(regions.landmarks, visible)):
         try:
-            boxes[i] = box_from_landmarks(lms, vis)
+            boxes[i] = box_from_landmarks(lms, vis, _yaw(regions.pose_deg[i], test))
         except GeometryError:  # degenerate prediction: no box (NaN), dropped by the callers
             pass
     return boxes
+
+
+def _yaw(pose_deg: np.ndarray, test: TestConfig) -> float | None:
+    """The yaw the face-box fit takes its mean shape from: the predicted one, or None (frontal shape)."""
+    return float(pose_deg[2]) if test.pose_aware_face_box else None
 
 
 def _usable(boxes: np.ndarray) -> np.ndarray:
@@ -167,8 +173,9 @@ def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None
         top = members[np.argsort(-regions.scores[members], kind="stable")[:test.lnms_top_k]]
         lms = np.median(regions.landmarks[top], axis=0)
         vis = np.median(regions.visibility[top], axis=0)
+        pose = np.median(regions.pose_deg[top], axis=0)
         try:
-            box = box_from_landmarks(lms, visible_mask(vis, test))
+            box = box_from_landmarks(lms, visible_mask(vis, test), _yaw(pose, test))
         except GeometryError:
             box = boxes[i]
         box = restyle_boxes(np.asarray(box, dtype=np.float64), test.box_style)[0]
@@ -176,7 +183,7 @@ def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None
         if weight > 0 and len(ssd):
             ssd = ssd[np.argsort(-regions.scores[ssd], kind="stable")[:test.lnms_top_k]]
             box = weight * np.median(regions.boxes[ssd], axis=0) + (1 - weight) * box
-        faces.append(_face(box, regions.scores[i], lms, vis, np.median(regions.pose_deg[top], axis=0),
+        faces.append(_face(box, regions.scores[i], lms, vis, pose,
                            np.median(regions.gender_prob_male[top]), test, regions.boxes[i]))
     if test.lnms_suppress_output and len(faces) > 1:
         # Algorithm 2's guarantee (no two faces overlap by more than lnms_iou) for the boxes given out,
