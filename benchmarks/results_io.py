@@ -25,28 +25,13 @@ def json_path(results_dir: str | Path, image_id: str) -> Path:
     return Path(results_dir) / JSON_DIR / (image_id.replace("/", "__") + ".json")
 
 
-def face_to_dict(face: Face) -> dict:
-    d = face.to_dict()
-    lm68 = getattr(face, "landmarks68", None)
-    if lm68 is not None:
-        d["landmarks68"] = np.asarray(lm68, dtype=np.float64).reshape(-1, 2).tolist()
-    return d
-
-
-def face_from_dict(d: dict) -> Face:
-    face = Face.from_dict(d)
-    if "landmarks68" in d:
-        face.landmarks68 = np.asarray(d["landmarks68"], dtype=np.float64).reshape(-1, 2)
-    return face
-
-
 def write_image_result(results_dir: str | Path, image_id: str, image_path: str | Path, faces: list[Face]) -> Path:
     """Write one image's faces atomically (tmp + rename, so an interrupted run resumes cleanly)."""
     path = json_path(results_dir, image_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"image_id": image_id, "image": str(image_path),
-                               "faces": [face_to_dict(f) for f in faces]}))
+                               "faces": [f.to_dict() for f in faces]}))
     tmp.replace(path)
     return path
 
@@ -60,7 +45,7 @@ def read_results(results_dir: str | Path) -> dict[str, list[Face]]:
     for p in sorted(d.glob("*.json")):
         try:
             data = json.loads(p.read_text())
-            out[data["image_id"]] = [face_from_dict(f) for f in data["faces"]]
+            out[data["image_id"]] = [Face.from_dict(f) for f in data["faces"]]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise BenchmarkDataError(p, f"not a result JSON ({err.__class__.__name__}: {err})") from None
     return out

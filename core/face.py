@@ -23,6 +23,8 @@ class Face:
     # the region (proposal or IRP box, image pixels) whose net score `score` is: the best of its L-NMS
     # cluster, or the NMS-kept region; what test.flip_rescore scores again mirrored. Not in the JSON.
     region: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # (68, 2) iBUG-68 points of a model with that head (prototxt/hyperface_ibug68), else None
+    landmarks68: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def gender(self) -> str:
@@ -43,6 +45,8 @@ class Face:
             ],
             "pose_deg": {"roll": roll, "pitch": pitch, "yaw": yaw},
             "gender": {"label": self.gender, "prob_male": float(self.gender_prob_male)},
+            **({} if self.landmarks68 is None else
+               {"landmarks68": np.asarray(self.landmarks68, dtype=np.float64).reshape(68, 2).tolist()}),
         }
 
     @classmethod
@@ -56,4 +60,5 @@ class Face:
             visible=np.array([p["visible"] for p in lms], dtype=bool),
             pose_deg=np.array([d["pose_deg"][k] for k in ("roll", "pitch", "yaw")], dtype=np.float64),
             gender_prob_male=float(d["gender"]["prob_male"]),
+            landmarks68=np.asarray(d["landmarks68"], dtype=np.float64).reshape(68, 2) if "landmarks68" in d else None,
         )

@@ -275,4 +275,6 @@ def scale_faces(faces: list[Face], factor: float) -> list[Face]:
     for f in faces:
         f.box = np.asarray(f.box) * factor
         f.landmarks = np.asarray(f.landmarks) * factor
+        if f.landmarks68 is not None:
+            f.landmarks68 = np.asarray(f.landmarks68) * factor
     return faces

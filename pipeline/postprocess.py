@@ -31,6 +31,11 @@ class Regions:
     pose_deg: np.ndarray          # (n, 3) roll, pitch, yaw in degrees
     gender_prob_male: np.ndarray  # (n,)
     bbox_deltas: np.ndarray       # (n, 4) R-CNN regression; NaN when absent
+    landmarks68: np.ndarray | None = None  # (n, 68, 2) image pixels from the iBUG-68 head (eq. 8); NaN when absent
+
+    def __post_init__(self):
+        if self.landmarks68 is None:
+            self.landmarks68 = np.full((len(self.boxes), 68, 2), np.nan)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -45,7 +50,7 @@ class Regions:
     @classmethod
     def empty(cls) -> "Regions":
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros((0, NUM_POINTS, 2)), np.zeros((0, NUM_POINTS)),
-                   np.zeros((0, 3)), np.zeros(0), np.zeros((0, 4)))
+                   np.zeros((0, 3)), np.zeros(0), np.zeros((0, 4)), np.zeros((0, 68, 2)))
 
 
 def decode_outputs(outputs: dict[str, np.ndarray], boxes: np.ndarray) -> Regions:
@@ -64,16 +69,20 @@ def decode_outputs(outputs: dict[str, np.ndarray], boxes: np.ndarray) -> Regions
 
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     xc, yc = boxes[:, 0] + w / 2, boxes[:, 1] + h / 2
-    ab = get(net_io.LANDMARKS, 2 * NUM_POINTS).reshape(n, NUM_POINTS, 2)
-    landmarks = np.stack([ab[..., 0] * w[:, None] + xc[:, None], ab[..., 1] * h[:, None] + yc[:, None]], axis=-1)
+
+    def points(name, count):  # eq. 8 for a head of `count` points
+        ab = get(name, 2 * count).reshape(n, count, 2)
+        return np.stack([ab[..., 0] * w[:, None] + xc[:, None], ab[..., 1] * h[:, None] + yc[:, None]], axis=-1)
+
     return Regions(
         boxes=boxes,
         scores=get(net_io.DETECTION_PROB, 2)[:, 1],
-        landmarks=landmarks,
+        landmarks=points(net_io.LANDMARKS, NUM_POINTS),
         visibility=get(net_io.VISIBILITY, NUM_POINTS),
         pose_deg=np.degrees(get(net_io.POSE, 3)),
         gender_prob_male=get(net_io.GENDER_PROB, 2)[:, 1],
         bbox_deltas=get(net_io.BBOX_DELTAS, 4),
+        landmarks68=points(net_io.LANDMARKS68, 68),
     )
 
 
@@ -135,12 +144,14 @@ def iterative_region_proposals(boxes: np.ndarray, evaluate: Callable[[np.ndarray
     return final.select(final.scores >= test.detection_threshold)
 
 
-def _face(box, score, landmarks, visibility, pose, gender, test: TestConfig, region=None) -> Face:
+def _face(box, score, landmarks, visibility, pose, gender, test: TestConfig, region=None, landmarks68=None) -> Face:
+    has68 = landmarks68 is not None and np.isfinite(landmarks68).all()
     return Face(box=np.asarray(box, dtype=np.float64), score=float(score),
                 landmarks=np.asarray(landmarks, dtype=np.float64), visibility=np.asarray(visibility, dtype=np.float64),
                 visible=visible_mask(np.asarray(visibility), test), pose_deg=np.asarray(pose, dtype=np.float64),
                 gender_prob_male=float(gender),
-                region=None if region is None else np.asarray(region, dtype=np.float64).copy())
+                region=None if region is None else np.asarray(region, dtype=np.float64).copy(),
+                landmarks68=np.asarray(landmarks68, dtype=np.float64).copy() if has68 else None)
 
 
 def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None = None) -> list[Face]:
@@ -184,7 +195,8 @@ def landmark_nms(regions: Regions, test: TestConfig, from_ssd: np.ndarray | None
             ssd = ssd[np.argsort(-regions.scores[ssd], kind="stable")[:test.lnms_top_k]]
             box = weight * np.median(regions.boxes[ssd], axis=0) + (1 - weight) * box
         faces.append(_face(box, regions.scores[i], lms, vis, pose,
-                           np.median(regions.gender_prob_male[top]), test, regions.boxes[i]))
+                           np.median(regions.gender_prob_male[top]), test, regions.boxes[i],
+                           np.median(regions.landmarks68[top], axis=0)))
     if test.lnms_suppress_output and len(faces) > 1:
         # Algorithm 2's guarantee (no two faces overlap by more than lnms_iou) for the boxes given out,
         # which the box style and the SSD box fusion moved away from the boxes the NMS above saw
@@ -202,7 +214,7 @@ def nms_faces(regions: Regions, test: TestConfig, regress: bool = True) -> list[
         boxes = apply_bbox_deltas(boxes, regions.bbox_deltas)
     keep = nms(boxes, regions.scores, test.nms_iou)
     return [_face(boxes[i], regions.scores[i], regions.landmarks[i], regions.visibility[i], regions.pose_deg[i],
-                  regions.gender_prob_male[i], test, regions.boxes[i]) for i in keep]
+                  regions.gender_prob_male[i], test, regions.boxes[i], regions.landmarks68[i]) for i in keep]
 
 
 def restyle_boxes(boxes: np.ndarray, style) -> np.ndarray:

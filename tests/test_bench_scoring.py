@@ -79,3 +79,47 @@ def test_fddb_truth_boxes_and_files(tmp_path):
 def test_cli_missing_dataset_message(tmp_path, caplog):
     assert main(["fddb", "--data", str(tmp_path), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no FDDB-fold-XX.txt found; expected FDDB" in caplog.text
+
+
+def _ibug_folder(tmp_path: Path, n: int = 3) -> Path:
+    """The first n HELEN testset photos with their .pts, as an iBUG-style folder (links, no copies)."""
+    folder = tmp_path / "ibug"
+    folder.mkdir()
+    for pts in sorted((DATA / "helen" / "testset").glob("*.pts"))[:n]:
+        for f in (pts, pts.with_suffix(".jpg")):
+            (folder / f.name).symlink_to(f)
+    return folder
+
+
+def test_ibug_scores_the_19_aflw_points_of_a_21_point_model_and_the_68_of_a_68_point_one(tmp_path):
+    """iBUG ground truth written as results: 21 points from the 68 (data_prep.ibug68) score NME19 0 and
+    the 68 score NME 0; moving one face's points d px right costs d / its inter-ocular distance, / 3
+    faces. A 21-point model's run has no 68-point NME (it was NaN for every model before)."""
+    from benchmarks.datasets.ibug import load_ibug
+    from benchmarks.metrics.landmarks import normaliser
+    from data_prep.ibug68 import aflw21_from_68
+
+    folder = _ibug_folder(tmp_path)
+    records = load_ibug(folder)
+    shift = 4.0
+    for with68, out in ((False, tmp_path / "res21"), (True, tmp_path / "res68")):
+        for i, rec in enumerate(records):
+            f = rec.faces[0]
+            lm = np.nan_to_num(aflw21_from_68(f.landmarks68)[0], nan=-100.0)  # ears: not in the ground truth
+            lm68 = f.landmarks68.copy()
+            if i == 0:
+                lm, lm68 = lm + [shift, 0.0], lm68 + [shift, 0.0]
+            results_io.write_image_result(out, rec.image_id, rec.path, [Face(
+                box=f.box.copy(), score=0.9, landmarks=lm, visibility=np.ones(21), visible=np.ones(21, bool),
+                landmarks68=lm68 if with68 else None)])
+    scored = score_runs("ibug", folder, {"21": tmp_path / "res21", "68": tmp_path / "res68"}, tmp_path / "bench", CFG)
+    gt68 = records[0].faces[0].landmarks68[None]
+    io, ip = normaliser("inter_ocular", gt68)[0], normaliser("inter_pupil", gt68)[0]
+    for label in ("21", "68"):
+        m = scored[label]
+        assert m["faces"] == 3 and m["detected"] == 3
+        assert m["NME19_inter_ocular"] == pytest.approx(shift / io / 3)
+        assert m["NME19_inter_pupil"] == pytest.approx(shift / ip / 3)
+    assert "NME_inter_pupil" not in scored["21"]
+    assert scored["68"]["NME_inter_pupil"] == pytest.approx(shift / ip / 3)
+    assert (tmp_path / "bench" / "ibug_ced_landmarks19.png").stat().st_size > 1000

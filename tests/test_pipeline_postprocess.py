@@ -145,6 +145,42 @@ def test_decode_eq8_pose_degrees_and_scores():
     assert np.isnan(r.bbox_deltas).all()  # this net has no box regression
 
 
+def test_ibug68_head_decoded_by_eq8_and_carried_to_the_faces_and_their_json():
+    """A net with the iBUG-68 head (prototxt/hyperface_ibug68): its 136 outputs decode by eq. 8 like the
+    21 points; L-NMS gives each face the median of its cluster's 68 points, plain NMS the kept region's;
+    the JSON carries them (schema-valid) and reads back; a 21-point net's faces have none."""
+    import jsonschema
+    from core.face import Face
+    from pipeline.detector import scale_faces
+    schema = json.loads((MEAN_SHAPE_PATH.parent / "face_schema.json").read_text())
+    boxes = np.array([[0.0, 0.0, 100.0, 100.0], [10.0, 0.0, 110.0, 100.0], [20.0, 0.0, 120.0, 100.0]])
+    ab = np.zeros((3, 42))
+    ab[:] = (mean_shape() - 0.5).ravel()                     # the mean shape in each box
+    ab68 = np.zeros((3, 136))
+    ab68[:, 0], ab68[:, 1] = [0.1, 0.2, 0.3], -0.25            # point 1: x = a*100 + centre, y = -0.25*100 + 50
+    out = {net_io.DETECTION_PROB: np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]]), net_io.LANDMARKS: ab,
+           net_io.VISIBILITY: np.ones((3, 21)), net_io.POSE: np.zeros((3, 3)), net_io.GENDER_PROB: np.full((3, 2), 0.5),
+           net_io.LANDMARKS68: ab68}
+    r = decode_outputs(out, boxes)
+    np.testing.assert_allclose(r.landmarks68[:, 0], [[60, 25], [80, 25], [100, 25]])
+    np.testing.assert_allclose(r.landmarks68[:, 1], [[50, 50], [60, 50], [70, 50]])  # a = b = 0: the box centre
+    faces = landmark_nms(r, TEST)                              # one cluster of the three: median of the 68
+    assert len(faces) == 1
+    np.testing.assert_allclose(faces[0].landmarks68[:2], [[80, 25], [60, 50]])
+    np.testing.assert_allclose(nms_faces(r, dataclasses.replace(TEST, nms_iou=0.95))[1].landmarks68[0], [80, 25])
+    doc = faces[0].to_dict()
+    assert len(doc["landmarks68"]) == 68
+    jsonschema.validate({"image": "x.jpg", "width": 200, "height": 100, "faces": [doc]},
+                        {**schema, "required": ["faces"]})
+    with pytest.raises(jsonschema.ValidationError):                # the schema does check the 68
+        jsonschema.validate({"faces": [{**doc, "landmarks68": doc["landmarks68"][:67]}]}, {**schema, "required": ["faces"]})
+    np.testing.assert_allclose(Face.from_dict(doc).landmarks68, faces[0].landmarks68)
+    np.testing.assert_allclose(scale_faces([Face.from_dict(doc)], 2.0)[0].landmarks68[0], [160, 50])
+    del out[net_io.LANDMARKS68]
+    plain = landmark_nms(decode_outputs(out, boxes), TEST)[0]
+    assert plain.landmarks68 is None and "landmarks68" not in plain.to_dict()
+
+
 def test_irp_adds_boxes_from_predicted_landmarks():
     calls = []
 
