@@ -44,7 +44,7 @@ from benchmarks.metrics.detection import score_summary
 from benchmarks.metrics.fddb import ellipse_boxes
 from benchmarks.metrics.gender import gender_accuracy
 from benchmarks.metrics.landmarks import (AFW6_FROM_AFLW21, angle_error_deg, balanced_yaw_subset, ced,
-                                          mean_abs_angle_error, nme, nme_per_yaw_group, normaliser,
+                                          mean_abs_angle_error, mean_or_nan, nme, nme_per_yaw_group, normaliser,
                                           visibility_accuracy)
 from benchmarks.report import write_report
 from core.config import DATA_ROOT, HyperFaceConfig, load_config
@@ -176,11 +176,6 @@ def _stack(faces: Sequence[FaceRecord], attr: str, shape: tuple) -> np.ndarray:
         if faces else np.zeros((0, *shape))
 
 
-def _nan_mean(x: np.ndarray) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
-
-
 def score_set(name: str, faces: Sequence[FaceRecord], pred: Regions, cfg: HyperFaceConfig) -> dict:
     """Metrics (name -> number) and curves (key -> (thresholds, fractions)) of one held-out set."""
     b, t = cfg.benchmark, cfg.test
@@ -202,10 +197,10 @@ def score_set(name: str, faces: Sequence[FaceRecord], pred: Regions, cfg: HyperF
         if name == "helen":
             gt68 = _stack(faces, "landmarks68", (68, 2))
             err_io = nme(lm, gt, normaliser("inter_ocular", gt68))
-            metrics["NME_inter_ocular"] = _nan_mean(err_io)
+            metrics["NME_inter_ocular"] = mean_or_nan(err_io)
             curves["ced_NME_inter_ocular"] = (t_lm, ced(err_io, t_lm))
         err = nme(lm, gt, normaliser("box", gt, boxes))
-        metrics["NME_box"] = _nan_mean(err)
+        metrics["NME_box"] = mean_or_nan(err)
         curves["ced_NME_box"] = (t_lm, ced(err, t_lm))
         if name == "aflw_crops":
             yaws = gt_pose[:, YAW]
@@ -252,7 +247,7 @@ def score_helen_detection(faces: Sequence[FaceRecord], image_ids: Sequence[str],
     if found:
         gt = np.stack([r.landmarks for r, _ in found])
         lm = np.stack([f.landmarks for _, f in found])
-        m["NME_inter_ocular"] = _nan_mean(nme(lm, gt, normaliser("inter_ocular", np.stack([r.landmarks68 for r, _ in found]))))
+        m["NME_inter_ocular"] = mean_or_nan(nme(lm, gt, normaliser("inter_ocular", np.stack([r.landmarks68 for r, _ in found]))))
         m["MAE_yaw_deg"] = mean_abs_angle_error(np.array([f.pose_deg[YAW] for _, f in found]),
                                                 np.array([r.pose_deg[YAW] for r, _ in found]))
     return {"metrics": m, "curves": {"pr": det["curves"]["pr"]}}

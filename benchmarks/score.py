@@ -17,13 +17,11 @@ from benchmarks.datasets import afw, fddb, gender, ibug, pascal
 from benchmarks.metrics.detection import fp_per_image_at_recall, calibrate_boxes, face_eval_ap, match_boxes
 from benchmarks.metrics.fddb import ellipse_box_iou, fddb_roc, write_roc_files
 from benchmarks.metrics.gender import gender_accuracy
-from benchmarks.metrics.landmarks import (AFW6_FROM_AFLW21, angle_error_deg, balanced_yaw_subset, ced, nme,
-                                          nme_per_yaw_group, normaliser)
+from benchmarks.metrics.landmarks import (AFW6_FROM_AFLW21, angle_error_deg, balanced_yaw_subset, ced, mean_or_nan,
+                                          nme, nme_per_yaw_group, normaliser)
 from benchmarks.report import write_report
-from core.aflw21 import NUM_POINTS
 from core.config import HyperFaceConfig
 from core.face import Face
-from data_prep.ibug68 import aflw21_from_68
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +119,9 @@ def matched_faces(records, results: Mapping[str, list[Face]], iou_threshold: flo
 
 
 def landmark_errors(pairs, point_index: np.ndarray | None, kind: str, use68: bool = False) -> np.ndarray:
-    """Per-face NME (NaN for a missed face) for (FaceRecord, Face|None) pairs."""
-    gts, preds, boxes = [], [], []
+    """Per-face NME (NaN for a missed face) for (FaceRecord, Face|None) pairs. The eye-based normalisers
+    are measured on the 68 ground-truth points (iBUG sets), whichever points are scored."""
+    gts, preds, boxes, norm68 = [], [], [], []
     for rec, face in pairs:
         g = rec.landmarks68 if use68 else rec.landmarks
         p = getattr(face, "landmarks68", None) if (use68 and face is not None) else (face.landmarks if face is not None else None)
@@ -132,30 +131,11 @@ def landmark_errors(pairs, point_index: np.ndarray | None, kind: str, use68: boo
         gts.append(g)
         preds.append(np.full_like(g, np.nan) if p is None else np.asarray(p, dtype=np.float64).reshape(g.shape))
         boxes.append(rec.box)
+        norm68.append(rec.landmarks68)
     if not gts:
         return np.zeros(0)
     gts, preds = np.stack(gts), np.stack(preds)
-    return nme(preds, gts, normaliser(kind, gts, np.stack(boxes)))
-
-
-def aflw19_errors(pairs, thresholds: np.ndarray, curves: dict) -> dict:
-    """NME of the predicted AFLW-21 points against the 19 that the iBUG-68 ground truth gives
-    (data_prep.ibug68.aflw21_from_68, ear lobes unlabelled), divided by the 68 points' inter-ocular
-    and inter-pupil distances: a 68-point set scored for a model with the 21-point head only. Adds
-    the inter-ocular CED to `curves`; a missed face is a failure (NaN)."""
-    if not pairs:
-        return {}
-    gt68 = np.stack([np.asarray(r.landmarks68, dtype=np.float64) for r, _ in pairs])
-    gt = np.stack([aflw21_from_68(g)[0] for g in gt68])
-    pred = np.stack([np.full((NUM_POINTS, 2), np.nan) if f is None else np.asarray(f.landmarks, dtype=np.float64)
-                     for _, f in pairs])
-    out = {}
-    for kind in ("inter_ocular", "inter_pupil"):
-        err = nme(pred, gt, normaliser(kind, gt68))
-        out[f"NME19_{kind}"] = float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")
-        if kind == "inter_ocular":
-            curves["ced_landmarks19"] = (thresholds, ced(err, thresholds))
-    return out
+    return nme(preds, gts, normaliser(kind, gts if kind == "box" else np.stack(norm68), np.stack(boxes)))
 
 
 def pose_errors(pairs) -> np.ndarray:
@@ -176,21 +156,26 @@ def score_landmarks_pose(records, results, cfg: HyperFaceConfig, dataset: str) -
     if dataset == "ibug":
         if any(f is not None and f.landmarks68 is not None for _, f in pairs):
             err = landmark_errors(pairs, None, "inter_pupil", use68=True)
-            metrics["NME_inter_pupil"] = float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")
+            metrics["NME_inter_pupil"] = mean_or_nan(err)
             curves["ced_landmarks"] = (t_lm, ced(err, t_lm))
         else:
             log.info("ibug: the model gives no iBUG-68 points (no 68-point head, prototxt/hyperface_ibug68): "
                      "scored on the 19 AFLW-21 points mapped from the 68 (NME19_*)")
-        metrics.update(aflw19_errors(pairs, t_lm, curves))
+        # the 21-point head on the 19 AFLW points the 68 give (the reader's `landmarks`, ears unlabelled)
+        for kind in ("inter_ocular", "inter_pupil"):
+            err = landmark_errors(pairs, None, kind)
+            metrics[f"NME19_{kind}"] = mean_or_nan(err)
+            if kind == "inter_ocular":
+                curves["ced_landmarks19"] = (t_lm, ced(err, t_lm))
         return {"metrics": metrics, "curves": curves}
     err = landmark_errors(pairs, AFW6_FROM_AFLW21 if dataset == "afw" else None, "box")
-    metrics["NME_box"] = float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")
+    metrics["NME_box"] = mean_or_nan(err)
     curves["ced_landmarks"] = (t_lm, ced(err, t_lm))
     perr = pose_errors(pairs)
     for k, name in enumerate(POSE_NAMES):
         known = ~np.isnan(np.array([r.pose_deg[k] for r, _ in pairs]))
         if known.any():
-            metrics[f"MAE_{name}_deg"] = float(np.nanmean(perr[known, k])) if np.isfinite(perr[known, k]).any() else float("nan")
+            metrics[f"MAE_{name}_deg"] = mean_or_nan(perr[known, k])
             curves[f"ced_{name}"] = (t_pose, ced(perr[known, k], t_pose))
     if dataset == "aflw":
         yaws = np.array([r.pose_deg[2] for r, _ in pairs])

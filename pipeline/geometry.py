@@ -91,12 +91,6 @@ def box_from_landmarks(landmarks: np.ndarray, visible: np.ndarray | None = None,
     return np.array([cx - scale / 2, cy - scale / 2, cx + scale / 2, cy + scale / 2])
 
 
-def boxes_from_landmarks(landmarks: np.ndarray, visible: np.ndarray, yaw_deg: np.ndarray | None = None) -> np.ndarray:
-    """(n, 4) face boxes for (n, 21, 2) landmarks, (n, 21) visibility masks and (n,) yaws (or None)."""
-    yaws = [None] * len(landmarks) if yaw_deg is None else yaw_deg
-    return np.array([box_from_landmarks(l, v, y) for l, v, y in zip(landmarks, visible, yaws)]).reshape(-1, 4)
-
-
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:
     """Indices kept by greedy NMS, highest score first: a box is suppressed by a kept one when their
     IoU (core.geometry.box_iou) exceeds iou_threshold (as cv2.dnn.NMSBoxes). Equal scores keep

@@ -2,6 +2,7 @@
 (Algorithm 2) and the NMS baseline, on hand-made network outputs with hand-computed answers."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,7 +153,8 @@ def test_ibug68_head_decoded_by_eq8_and_carried_to_the_faces_and_their_json():
     import jsonschema
     from core.face import Face
     from pipeline.detector import scale_faces
-    schema = json.loads((MEAN_SHAPE_PATH.parent / "face_schema.json").read_text())
+    import pipeline
+    schema = json.loads((Path(pipeline.__file__).parent / "face_schema.json").read_text())
     boxes = np.array([[0.0, 0.0, 100.0, 100.0], [10.0, 0.0, 110.0, 100.0], [20.0, 0.0, 120.0, 100.0]])
     ab = np.zeros((3, 42))
     ab[:] = (mean_shape() - 0.5).ravel()                     # the mean shape in each box

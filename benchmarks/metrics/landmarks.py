@@ -67,6 +67,12 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray) -> np.ndarray:
         return np.where((counts > 0) & ~missed, total / np.maximum(counts, 1) / np.asarray(norm, dtype=np.float64), np.nan)
 
 
+def mean_or_nan(errors: np.ndarray) -> float:
+    """Mean over the finite entries (NaN marks a missed face or an unknown value); NaN when none is."""
+    errors = np.asarray(errors, dtype=np.float64)
+    return float(np.nanmean(errors)) if np.isfinite(errors).any() else float("nan")
+
+
 def ced(errors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Cumulative error distribution: fraction of errors <= each threshold.
 
